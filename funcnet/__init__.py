@@ -1,0 +1,45 @@
+"""funcnet: PyTorch's concepts, the JAX way — pure functions over pytrees, compiled with ``jax.jit``.
+
+Subpackages load on first use so that ``import funcnet`` stays cheap:
+``funcnet.nn``, ``funcnet.optim``, ``funcnet.utils.data``, ``funcnet.datasets``,
+``funcnet.train``, ``funcnet.parallel``, ``funcnet.distributed``, ``funcnet.vision``,
+``funcnet.quantization``, ``funcnet.interop``, ``funcnet.checkpoint``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from funcnet.tensor import arange, argmax, cat, flatten, manual_seed, ones, stack, tensor, zeros
+
+__version__ = "0.1.0"
+
+_SUBPACKAGES = {
+    "nn", "optim", "utils", "data", "datasets", "train", "parallel", "distributed",
+    "vision", "quantization", "interop", "checkpoint", "serialization",
+}
+# Top-level names that live in a subpackage: name -> (module, attribute).
+_LAZY_ATTRS = {
+    "save": ("funcnet.serialization", "save"),
+    "load": ("funcnet.serialization", "load"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBPACKAGES:
+        module = importlib.import_module(f"funcnet.{name}")
+        globals()[name] = module
+        return module
+    if name in _LAZY_ATTRS:
+        module_name, attr = _LAZY_ATTRS[name]
+        value = getattr(importlib.import_module(module_name), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'funcnet' has no attribute '{name}'")
+
+
+__all__ = [
+    "__version__", "arange", "argmax", "cat", "flatten", "load", "manual_seed", "ones", "save",
+    "stack", "tensor", "zeros",
+]

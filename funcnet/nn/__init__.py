@@ -1,0 +1,32 @@
+"""``funcnet.nn``: torch.nn's modules, declared as configuration with pure ``init``/``apply``."""
+
+from funcnet.nn import functional, init
+from funcnet.nn.module import IncompatibleKeys, Module, ShapeError, Variables
+from funcnet.nn.modules import *  # noqa: F403
+from funcnet.nn.modules import __all__ as _modules_all
+from funcnet.nn.parameter import Buffer, Parameter
+
+
+def functional_call(module: Module, variables, args, kwargs=None, **apply_kwargs):
+    """``torch.func.functional_call``: ``module.apply`` with ``(params, buffers)`` and an args tuple."""
+    if not isinstance(args, tuple):
+        args = (args,)
+    if isinstance(variables, tuple) and not isinstance(variables, Variables):
+        variables = Variables(*variables)
+    elif isinstance(variables, dict):
+        variables = Variables(variables, {})
+    return module.apply(variables, *args, **(kwargs or {}), **apply_kwargs)
+
+
+__all__ = [
+    "Buffer",
+    "IncompatibleKeys",
+    "Module",
+    "Parameter",
+    "ShapeError",
+    "Variables",
+    "functional",
+    "functional_call",
+    "init",
+    *_modules_all,
+]

@@ -1,0 +1,9 @@
+"""``funcnet.nn.functional``: torch.nn.functional's names, arguments and defaults, as pure JAX.
+
+One file per family; this module re-exports them all.
+"""
+
+from funcnet.nn.functional.dropout import dropout, dropout2d
+from funcnet.nn.functional.linear import linear
+
+__all__ = ["dropout", "dropout2d", "linear"]

@@ -1,0 +1,467 @@
+"""``Module``: a torch-style model declaration whose ``init``/``apply`` are pure functions.
+
+A funcnet module is configuration only. Submodules are attributes, parameters
+and buffers are declared with :class:`~funcnet.nn.Parameter` /
+:class:`~funcnet.nn.Buffer`, and ``forward`` is written as in torch::
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1 = nn.Linear(784, 128)
+            self.fc2 = nn.Linear(128, 10)
+
+        def forward(self, x):
+            return self.fc2(F.relu(self.fc1(x)))
+
+    net = Net()
+    params, buffers = net.init(jax.random.key(0))   # nested dicts: {'fc1': {'weight', 'bias'}, ...}
+    logits = net.apply(params, x)                    # eval mode: output only
+    logits, buffers = net.apply(params, x, buffers=buffers, key=k, train=True)
+
+Differences from torch, all deliberate:
+  * ``init``/``apply`` replace stored tensors; ``apply`` is safe under ``jit``,
+    ``grad``, ``vmap``, ``lax.scan`` and ``pmap``.
+  * train/eval is the ``train=`` argument of ``apply``, not ``model.train()``.
+  * randomness comes from ``key=``; every call site gets its own stream.
+  * in train mode ``apply`` returns ``(output, new_buffers)``.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any, Iterator, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from funcnet.nn import _context
+from funcnet.nn.parameter import Buffer, Parameter
+
+
+class Variables(NamedTuple):
+    """What ``Module.init`` returns: trainable ``params`` and non-trainable ``buffers``."""
+
+    params: dict
+    buffers: dict
+
+
+class IncompatibleKeys(NamedTuple):
+    """torch's ``_IncompatibleKeys``: keys the model wanted but did not get, and extras."""
+
+    missing_keys: list[str]
+    unexpected_keys: list[str]
+
+
+class ShapeError(ValueError):
+    """An input of the wrong shape; the message names the module path."""
+
+
+def _add_indent(text: str, spaces: int) -> str:
+    lines = text.split("\n")
+    if len(lines) == 1:
+        return text
+    return lines[0] + "\n" + "\n".join(" " * spaces + line for line in lines[1:])
+
+
+def _to_numpy(value: Any) -> np.ndarray:
+    if hasattr(value, "detach"):  # a torch tensor; torch stays an optional import
+        value = value.detach().cpu().numpy()
+    return np.asarray(value)
+
+
+class Module:
+    """Base class of every funcnet layer and model (``torch.nn.Module``).
+
+    Subclasses call ``super().__init__()`` first, then assign submodules,
+    :class:`Parameter` and :class:`Buffer` declarations as attributes, and
+    define ``forward``. Inside ``forward`` a declared parameter reads as the
+    array passed to ``apply``; ``self.training`` is the ``train=`` flag.
+    """
+
+    def __init__(self) -> None:
+        object.__setattr__(self, "_parameters", {})
+        object.__setattr__(self, "_buffers", {})
+        object.__setattr__(self, "_modules", {})
+
+    # -- declaration -----------------------------------------------------------------
+    def _registry(self, name: str) -> dict:
+        try:
+            return object.__getattribute__(self, name)
+        except AttributeError:
+            raise AttributeError(
+                f"{type(self).__name__}.__init__ must call super().__init__() before "
+                f"assigning parameters or submodules"
+            ) from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if isinstance(value, (Parameter, Module)):
+            params, buffers, modules = (
+                self._registry("_parameters"),
+                self._registry("_buffers"),
+                self._registry("_modules"),
+            )
+            for registry in (params, buffers, modules):
+                registry.pop(name, None)
+            if isinstance(value, Buffer):
+                buffers[name] = value
+            elif isinstance(value, Parameter):
+                params[name] = value
+            else:
+                modules[name] = value
+            self.__dict__.pop(name, None)
+            return
+        buffers = self.__dict__.get("_buffers", {})
+        if name in buffers:
+            ctx = _context.current()
+            if ctx is None:
+                raise AttributeError(
+                    f"{type(self).__name__}.{name} is a buffer: outside apply it has no value; "
+                    f"declare a new Buffer(...) to change its shape"
+                )
+            ctx.set_buffer(self, name, value)
+            return
+        if name in self.__dict__.get("_modules", {}) or name in self.__dict__.get("_parameters", {}):
+            self.__dict__["_modules"].pop(name, None)
+            self.__dict__["_parameters"].pop(name, None)
+        object.__setattr__(self, name, value)
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached when normal lookup fails: declared params, buffers and submodules.
+        d = self.__dict__
+        if name in d.get("_modules", ()):
+            return d["_modules"][name]
+        if name in d.get("_parameters", ()) or name in d.get("_buffers", ()):
+            ctx = _context.current()
+            if ctx is None:
+                raise AttributeError(
+                    f"{type(self).__name__}.{name} has a value only inside apply: funcnet "
+                    f"modules hold no arrays (the arrays are in params/buffers from init)"
+                )
+            if name in d["_parameters"]:
+                return ctx.param(self, name)
+            return ctx.buffer(self, name)
+        raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
+
+    def register_parameter(self, name: str, param: Parameter | None) -> None:
+        """torch's ``register_parameter``; ``None`` removes the name."""
+        if param is None:
+            self._registry("_parameters").pop(name, None)
+        else:
+            setattr(self, name, param)
+
+    def register_buffer(self, name: str, buffer: Buffer | None, persistent: bool = True) -> None:
+        """torch's ``register_buffer``; ``persistent=False`` keeps it out of ``state_dict``."""
+        if buffer is None:
+            self._registry("_buffers").pop(name, None)
+            return
+        if not isinstance(buffer, Buffer):
+            buffer = Buffer(buffer.shape, buffer.init, buffer.dtype)
+        buffer.persistent = persistent
+        setattr(self, name, buffer)
+
+    def add_module(self, name: str, module: Module | None) -> None:
+        if module is None:
+            self._registry("_modules").pop(name, None)
+        else:
+            setattr(self, name, module)
+
+    # -- inside apply ----------------------------------------------------------------
+    @property
+    def training(self) -> bool:
+        """The ``train=`` flag of the running ``apply`` (torch's ``self.training``)."""
+        ctx = _context.current()
+        if ctx is None:
+            raise RuntimeError(
+                "training is a call argument in funcnet: pass train=True/False to apply"
+            )
+        return ctx.train
+
+    @property
+    def path(self) -> str:
+        """This module's path from the root of the running ``apply``, e.g. ``'Net.fc2'``."""
+        ctx = _context.current()
+        if ctx is None:
+            return type(self).__name__
+        return ctx.display_path(ctx.path_of(self))
+
+    def make_rng(self) -> jax.Array:
+        """A fresh PRNG key for this call site, derived from the ``key`` given to apply."""
+        ctx = _context.current()
+        if ctx is None:
+            raise RuntimeError("make_rng is only available inside apply")
+        return ctx.make_rng(self)
+
+    def shape_error(self, expected: str, actual: Any) -> ShapeError:
+        """A :class:`ShapeError` naming this module's path, expected and actual shapes."""
+        return ShapeError(
+            f"{self.path} ({type(self).__name__}): expected input of shape {expected}, "
+            f"got {tuple(actual)}"
+        )
+
+    def train(self, mode: bool = True):
+        raise TypeError(
+            "funcnet modules hold no mode: pass train=True (or False) to apply, "
+            "e.g. model.apply(params, x, buffers=buffers, key=key, train=True)"
+        )
+
+    def eval(self):
+        raise TypeError("funcnet modules hold no mode: apply(..., train=False) is eval mode")
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        ctx = _context.current()
+        if ctx is None:
+            raise RuntimeError(
+                f"a funcnet module is not called directly: use "
+                f"{type(self).__name__}.apply(params, *inputs) (see Module.apply)"
+            )
+        ctx.stack.append(self)
+        try:
+            return self.forward(*args, **kwargs)
+        finally:
+            ctx.stack.pop()
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} must define forward")
+
+    # -- the tree --------------------------------------------------------------------
+    def named_children(self) -> Iterator[tuple[str, Module]]:
+        yield from self._registry("_modules").items()
+
+    def children(self) -> Iterator[Module]:
+        for _, m in self.named_children():
+            yield m
+
+    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
+        """Every module with its dotted path, root first (torch order, shared ones once)."""
+        seen: set[int] = set()
+
+        def walk(module: Module, path: str):
+            if id(module) in seen:
+                return
+            seen.add(id(module))
+            yield path, module
+            for name, child in module.named_children():
+                yield from walk(child, f"{path}.{name}" if path else name)
+
+        yield from walk(self, prefix)
+
+    def modules(self) -> Iterator[Module]:
+        for _, m in self.named_modules():
+            yield m
+
+    def _declarations(self) -> Iterator[tuple[tuple[str, ...], str, Parameter]]:
+        """(module path, name, declaration) in torch ``state_dict`` order: params, buffers, children."""
+
+        def walk(module: Module, path: tuple[str, ...]):
+            yield from ((path, n, p) for n, p in module._registry("_parameters").items())
+            yield from ((path, n, b) for n, b in module._registry("_buffers").items())
+            for name, child in module.named_children():
+                yield from walk(child, (*path, name))
+
+        yield from walk(self, ())
+
+    def named_parameter_specs(self) -> Iterator[tuple[str, Parameter]]:
+        """Dotted names and declarations of the trainable parameters (no arrays needed)."""
+        for path, name, spec in self._declarations():
+            if not isinstance(spec, Buffer):
+                yield ".".join((*path, name)), spec
+
+    def named_buffer_specs(self) -> Iterator[tuple[str, Buffer]]:
+        for path, name, spec in self._declarations():
+            if isinstance(spec, Buffer):
+                yield ".".join((*path, name)), spec
+
+    # -- init / apply ----------------------------------------------------------------
+    def init(self, key: jax.Array) -> Variables:
+        """Create the parameters and buffers with torch's default initialisation.
+
+        Each array's key is ``fold_in(key, crc32(dotted name))``, so adding a
+        layer does not change the others' values. Works under ``jax.jit``.
+
+        Returns:
+            ``Variables(params, buffers)``: nested dicts keyed by attribute name.
+        """
+        params: dict = {}
+        buffers: dict = {}
+        for path, name, spec in self._declarations():
+            dotted = ".".join((*path, name))
+            value = spec.create(jax.random.fold_in(key, _context.path_hash(dotted)))
+            _context._assign(buffers if isinstance(spec, Buffer) else params, path, name, value)
+        return Variables(params, buffers)
+
+    def _module_paths(self) -> dict[int, tuple[str, ...]]:
+        paths: dict[int, tuple[str, ...]] = {}
+        for dotted, module in self.named_modules():
+            paths[id(module)] = tuple(dotted.split(".")) if dotted else ()
+        return paths
+
+    def apply(
+        self,
+        params: dict | Variables,
+        *args: Any,
+        buffers: dict | None = None,
+        key: jax.Array | None = None,
+        train: bool = False,
+        compute_dtype: Any = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Run ``forward`` as a pure function of the given arrays.
+
+        Args:
+            params: the parameter tree (or the whole ``Variables`` from ``init``).
+            *args, **kwargs: the inputs of ``forward``.
+            buffers: the buffer tree (BatchNorm statistics, ...), if the model has any.
+            key: PRNG key for dropout and other randomness; needed only in train mode.
+            train: torch's ``model.train()`` / ``model.eval()``, as an argument.
+            compute_dtype: e.g. ``jnp.bfloat16``: floating parameters and inputs are
+                cast to it for the computation while they stay stored in their own dtype.
+
+        Returns:
+            ``output`` when ``train=False``; ``(output, new_buffers)`` when ``train=True``.
+        """
+        if isinstance(params, Variables):
+            params, buffers = params.params, params.buffers if buffers is None else buffers
+        if compute_dtype is not None:
+            args, kwargs = jax.tree.map(
+                lambda a: a.astype(compute_dtype)
+                if hasattr(a, "dtype") and jnp.issubdtype(a.dtype, jnp.floating)
+                else a,
+                (args, kwargs),
+            )
+        ctx = _context.ApplyContext(
+            root_name=type(self).__name__,
+            paths=self._module_paths(),
+            params=params,
+            buffers=buffers,
+            key=key,
+            train=bool(train),
+            compute_dtype=compute_dtype,
+        )
+        with _context.activate(ctx):
+            out = self(*args, **kwargs)
+        if train:
+            return out, ctx.merged_buffers()
+        return out
+
+    # -- state_dict ------------------------------------------------------------------
+    def state_dict(self, params: dict | Variables, buffers: dict | None = None) -> OrderedDict:
+        """Flat ``{dotted name: array}`` in torch's ``state_dict`` order and naming.
+
+        Non-persistent buffers are left out, as in torch.
+        """
+        if isinstance(params, Variables):
+            params, buffers = params
+        out: OrderedDict = OrderedDict()
+        for path, name, spec in self._declarations():
+            if isinstance(spec, Buffer) and not spec.persistent:
+                continue
+            tree = buffers if isinstance(spec, Buffer) else params
+            node = _context._lookup(tree, path)
+            if name in node:
+                out[".".join((*path, name))] = node[name]
+        return out
+
+    def load_state_dict(
+        self,
+        state_dict: dict,
+        strict: bool = True,
+        into: Variables | None = None,
+    ) -> tuple[Variables, IncompatibleKeys]:
+        """Build ``Variables`` from a flat state dict (funcnet's, torch's, numpy's).
+
+        As in torch: missing and unexpected keys are collected and raise under
+        ``strict=True``; a shape mismatch raises even with ``strict=False``;
+        values are cast to each declaration's dtype. Entries the state dict
+        lacks are taken from ``into`` (e.g. a fresh ``init``); without ``into``
+        a missing key is an error even when not strict.
+
+        Returns:
+            ``(Variables(params, buffers), IncompatibleKeys(missing, unexpected))``.
+        """
+        expected = [
+            (path, name, spec)
+            for path, name, spec in self._declarations()
+            if not (isinstance(spec, Buffer) and not spec.persistent)
+        ]
+        names = {".".join((*p, n)) for p, n, _ in expected}
+        missing = [".".join((*p, n)) for p, n, _ in expected if ".".join((*p, n)) not in state_dict]
+        unexpected = [k for k in state_dict if k not in names]
+        errors = []
+        for path, name, spec in expected:
+            dotted = ".".join((*path, name))
+            if dotted in state_dict:
+                shape = tuple(np.shape(state_dict[dotted]))
+                if shape != spec.shape and not (spec.shape == () and shape == (1,)):
+                    errors.append(
+                        f"size mismatch for {dotted}: copying a param with shape {shape} from "
+                        f"checkpoint, the shape in current model is {spec.shape}."
+                    )
+        if strict:
+            if missing:
+                errors.insert(0, "Missing key(s) in state_dict: " + ", ".join(f'"{k}"' for k in missing) + ". ")
+            if unexpected:
+                errors.insert(
+                    1 if missing else 0,
+                    "Unexpected key(s) in state_dict: " + ", ".join(f'"{k}"' for k in unexpected) + ". ",
+                )
+        if errors:
+            raise RuntimeError(
+                f"Error(s) in loading state_dict for {type(self).__name__}:\n\t" + "\n\t".join(errors)
+            )
+        if missing and into is None:
+            raise RuntimeError(
+                f"load_state_dict for {type(self).__name__}: {len(missing)} key(s) missing "
+                f"({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}) and no "
+                f"into=model.init(key) to take them from"
+            )
+        params: dict = {}
+        buffers: dict = {}
+        for path, name, spec in self._declarations():
+            dotted = ".".join((*path, name))
+            target = buffers if isinstance(spec, Buffer) else params
+            if dotted in state_dict:
+                value = jnp.asarray(_to_numpy(state_dict[dotted]).reshape(spec.shape), dtype=spec.dtype)
+            elif into is not None:
+                source = into.buffers if isinstance(spec, Buffer) else into.params
+                node = _context._lookup(source, path)
+                if name not in node:
+                    continue
+                value = node[name]
+            else:
+                continue
+            _context._assign(target, path, name, value)
+        return Variables(params, buffers), IncompatibleKeys(missing, unexpected)
+
+    # -- printing --------------------------------------------------------------------
+    def extra_repr(self) -> str:
+        """The text inside the parentheses of ``repr`` (torch's ``extra_repr``)."""
+        return ""
+
+    def __repr__(self) -> str:
+        lines = [line for line in self.extra_repr().split("\n") if line]
+        for name, child in self.named_children():
+            lines.append(f"({name}): " + _add_indent(repr(child), 2))
+        main = type(self).__name__ + "("
+        if lines:
+            if len(lines) == 1 and not list(self.named_children()):
+                main += lines[0]
+            else:
+                main += "\n  " + "\n  ".join(lines) + "\n"
+        return main + ")"
+
+    def summary(self) -> str:
+        """A table of parameter counts and bytes per module, with totals.
+
+        Counted from the declarations, so no arrays are needed.
+        """
+        from funcnet.nn.summary import summarize
+
+        return summarize(self)
+
+    def num_parameters(self) -> int:
+        return sum(spec.size for _, spec in self.named_parameter_specs())
+
+    # Modules are configuration: identity equality and hashing make them usable as
+    # static arguments of jax.jit and as closure constants.
+    __hash__ = object.__hash__

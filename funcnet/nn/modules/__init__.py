@@ -1,0 +1,11 @@
+"""The layer catalogue, one family per file (torch.nn.modules layout)."""
+
+from funcnet.nn.modules.batchnorm import BatchNorm1d, BatchNorm2d, BatchNorm3d
+from funcnet.nn.modules.container import ModuleDict, ModuleList, Sequential
+from funcnet.nn.modules.dropout import Dropout, Dropout2d
+from funcnet.nn.modules.linear import Identity, Linear
+
+__all__ = [
+    "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "Dropout", "Dropout2d", "Identity", "Linear",
+    "ModuleDict", "ModuleList", "Sequential",
+]

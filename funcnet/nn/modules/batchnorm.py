@@ -1,0 +1,111 @@
+"""``BatchNorm1d``/``2d``/``3d`` with torch's exact running-statistics rules.
+
+Train mode normalises with the biased batch variance and updates
+``running_var`` with the unbiased one (n/(n−1)); ``momentum=None`` is the
+cumulative average with factor 1/num_batches_tracked. The buffers
+(``running_mean``, ``running_var``, ``num_batches_tracked``) come back from
+``apply(..., train=True)`` as the new buffers. ``num_batches_tracked`` is int32
+(JAX's default integer; torch uses int64 — the interop layer converts).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from funcnet.nn import init
+from funcnet.nn.module import Module
+from funcnet.nn.parameter import Buffer, Parameter
+
+
+class _BatchNorm(Module):
+    _accepted_ndims: tuple[int, ...] = ()
+    _shape_text = ""
+
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = True,
+        dtype: Any = None,
+    ) -> None:
+        super().__init__()
+        self.num_features = num_features
+        self.eps = eps
+        self.momentum = momentum
+        self.affine = affine
+        self.track_running_stats = track_running_stats
+        if affine:
+            self.weight = Parameter((num_features,), init.ones, dtype)
+            self.bias = Parameter((num_features,), init.zeros, dtype)
+        if track_running_stats:
+            self.running_mean = Buffer((num_features,), init.zeros, dtype)
+            self.running_var = Buffer((num_features,), init.ones, dtype)
+            self.num_batches_tracked = Buffer((), init.zeros, jnp.int32)
+
+    def _check_input(self, x: jax.Array) -> None:
+        if x.ndim not in self._accepted_ndims or x.shape[1] != self.num_features:
+            raise self.shape_error(self._shape_text.format(C=self.num_features), x.shape)
+
+    def forward(self, x: jax.Array) -> jax.Array:
+        self._check_input(x)
+        reduce_axes = (0,) + tuple(range(2, x.ndim))
+        bshape = (1, self.num_features) + (1,) * (x.ndim - 2)
+        use_batch_stats = self.training or not self.track_running_stats
+        # Statistics in at least float32, also under a bfloat16 compute policy.
+        stat_dtype = jnp.promote_types(x.dtype, jnp.float32)
+        xs = x.astype(stat_dtype)
+        if use_batch_stats:
+            mean = jnp.mean(xs, axis=reduce_axes)
+            var = jnp.mean(jnp.square(xs - mean.reshape(bshape)), axis=reduce_axes)
+            if self.training and self.track_running_stats:
+                self._update_running_stats(mean, var, x.size // self.num_features)
+        else:
+            mean, var = self.running_mean.astype(stat_dtype), self.running_var.astype(stat_dtype)
+        y = (xs - mean.reshape(bshape)) * jax.lax.rsqrt(var.reshape(bshape) + self.eps)
+        if self.affine:
+            y = y * self.weight.astype(stat_dtype).reshape(bshape) + self.bias.astype(stat_dtype).reshape(bshape)
+        return y.astype(x.dtype)
+
+    def _update_running_stats(self, mean: jax.Array, var: jax.Array, n: int) -> None:
+        count = self.num_batches_tracked + 1
+        self.num_batches_tracked = count
+        if self.momentum is None:
+            factor = 1.0 / count.astype(mean.dtype)
+        else:
+            factor = self.momentum
+        unbiased = var * (n / max(n - 1, 1))
+        old_mean, old_var = self.running_mean, self.running_var
+        self.running_mean = ((1 - factor) * old_mean + factor * mean).astype(old_mean.dtype)
+        self.running_var = ((1 - factor) * old_var + factor * unbiased).astype(old_var.dtype)
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
+            f"track_running_stats={self.track_running_stats}"
+        )
+
+
+class BatchNorm1d(_BatchNorm):
+    """``torch.nn.BatchNorm1d``: input ``[N, C]`` or ``[N, C, L]``."""
+
+    _accepted_ndims = (2, 3)
+    _shape_text = "[N, {C}] or [N, {C}, L]"
+
+
+class BatchNorm2d(_BatchNorm):
+    """``torch.nn.BatchNorm2d``: input ``[N, C, H, W]``."""
+
+    _accepted_ndims = (4,)
+    _shape_text = "[N, {C}, H, W]"
+
+
+class BatchNorm3d(_BatchNorm):
+    """``torch.nn.BatchNorm3d``: input ``[N, C, D, H, W]``."""
+
+    _accepted_ndims = (5,)
+    _shape_text = "[N, {C}, D, H, W]"
