@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
+import torch  # a test dependency: fail loudly, never skip
 torch.set_num_threads(2)
 
 
