@@ -47,7 +47,7 @@ def current_lr(opt_state: Any) -> float | None:
 
 
 def _check_finite(running: M.Metrics, epoch: int, steps_per_epoch: int | None) -> None:
-    bad = int(running["nonfinite_step"])
+    bad = int(running.nonfinite_step)
     if bad >= 0:
         within = f", step {bad % steps_per_epoch}" if steps_per_epoch else ""
         raise NonFiniteLossError(
@@ -179,14 +179,12 @@ def _step_epoch(train_step, state, loader, epoch, epochs, progress, sync_every, 
             state, running = train_step.accumulate(state, running, batch)
             steps += 1
             if steps % sync_every == 0:
-                host = jax.device_get({"n": running["nonfinite_step"], "loss": running["loss_sum"],
-                                       "count": running["count"]})
-                if int(host["n"]) >= 0:
-                    _check_finite(running, epoch, total)
+                values = M.compute(running)  # waits for the device: bounds the steps in flight
+                _check_finite(running, epoch, total)
                 if bar is not None:
                     now = time.perf_counter()
                     bar.update(steps - last_sync)
-                    bar.set_postfix(loss=f"{float(host['loss']) / max(int(host['count']), 1):.4f}",
+                    bar.set_postfix(loss=f"{values['loss']:.4f}",
                                     steps_per_s=f"{(steps - last_sync) / max(now - last_time, 1e-9):.0f}",
                                     refresh=False)
                     last_sync, last_time = steps, now

@@ -1,75 +1,86 @@
 """Pure metric accumulators: sums kept on the device, combined without host syncs.
 
-A metric state is a dict of scalar arrays (``loss_sum``, ``correct``, ``count``…);
-``accumulate`` adds one batch, ``merge`` adds two states, ``compute`` turns sums
-into values on the host once, at the end of an epoch or a log interval.
+A :class:`Metrics` value holds two arrays — the loss sum and a vector of integer
+counts — so a compiled step returns two small buffers, not one per metric.
+``batch_metrics`` makes one batch's sums, ``merge`` adds two, ``compute`` turns the
+sums into values on the host once, at the end of an epoch or a log interval.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-Metrics = dict[str, jax.Array]
+# Positions in Metrics.counts; top-k counts follow at _TOPK onwards.
+_SAMPLES, _BATCHES, _CLASSIFIED, _CORRECT, _NONFINITE, _TOPK = range(6)
+
+
+@jax.tree_util.register_dataclass
+@dataclass(frozen=True)
+class Metrics:
+    """Loss sum (float32 scalar) and integer counts: samples, batches, classified samples,
+    correct predictions, the first step whose loss was not finite (−1: none), and top-k hits."""
+
+    loss_sum: jax.Array
+    counts: jax.Array
+    topk: tuple[int, ...] = field(default=(), metadata=dict(static=True))
+
+    @property
+    def nonfinite_step(self) -> jax.Array:
+        return self.counts[_NONFINITE]
 
 
 def empty(topk: tuple[int, ...] = ()) -> Metrics:
-    """Zeroed sums: loss, accuracy, optional top-k, and the first non-finite step (−1: none)."""
-    state = {
-        "loss_sum": jnp.zeros((), jnp.float32),
-        "correct": jnp.zeros((), jnp.int32),
-        "count": jnp.zeros((), jnp.int32),
-        "batches": jnp.zeros((), jnp.int32),
-        "classified": jnp.zeros((), jnp.int32),
-        "nonfinite_step": jnp.full((), -1, jnp.int32),
-    }
-    for k in topk:
-        state[f"top{k}"] = jnp.zeros((), jnp.int32)
-    return state
+    """Zeroed sums (no non-finite step seen)."""
+    counts = jnp.zeros((_TOPK + len(topk),), jnp.int32).at[_NONFINITE].set(-1)
+    return Metrics(jnp.zeros((), jnp.float32), counts, tuple(topk))
 
 
 def batch_metrics(loss: jax.Array, logits: jax.Array, target: jax.Array, step: jax.Array,
                   topk: tuple[int, ...] = ()) -> Metrics:
-    """Sums for one batch. ``logits [N, C]`` with class scores, ``target [N]`` class indices.
+    """Sums for one batch with mean loss ``loss``, ``logits [N, C]`` and ``target [N]``.
 
-    Accuracy is counted only for integer class targets of shape ``[N]``; other
-    targets (regression, probabilities) count samples for the mean loss only.
+    Accuracy is counted only for integer class targets of shape ``[N]`` with 2-D
+    logits; other targets (regression, probabilities) count samples for the mean loss.
     """
     n = logits.shape[0] if logits.ndim else 1
-    state = empty(topk)
-    state["loss_sum"] = loss.astype(jnp.float32) * n
-    state["count"] = jnp.asarray(n, jnp.int32)
-    state["batches"] = jnp.ones((), jnp.int32)
-    state["nonfinite_step"] = jnp.where(jnp.isfinite(loss), -1, step).astype(jnp.int32)
     classify = logits.ndim == 2 and target.ndim == 1 and jnp.issubdtype(target.dtype, jnp.integer)
+    counts = [jnp.asarray(n, jnp.int32), jnp.ones((), jnp.int32)]
     if classify:
-        state["classified"] = jnp.asarray(n, jnp.int32)
-        state["correct"] = jnp.sum(jnp.argmax(logits, axis=-1) == target).astype(jnp.int32)
-        for k in topk:
+        correct = jnp.sum(jnp.argmax(logits, axis=-1) == target)
+        counts += [jnp.asarray(n, jnp.int32), correct.astype(jnp.int32)]
+    else:
+        counts += [jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32)]
+    counts.append(jnp.where(jnp.isfinite(loss), -1, step).astype(jnp.int32))
+    for k in topk:
+        if classify:
             top = jax.lax.top_k(logits, k)[1]
-            state[f"top{k}"] = jnp.sum(jnp.any(top == target[:, None], axis=-1)).astype(jnp.int32)
-    return state
+            counts.append(jnp.sum(jnp.any(top == target[:, None], axis=-1)).astype(jnp.int32))
+        else:
+            counts.append(jnp.zeros((), jnp.int32))
+    return Metrics(loss.astype(jnp.float32) * n, jnp.stack(counts), tuple(topk))
 
 
 def merge(a: Metrics, b: Metrics) -> Metrics:
-    """Add two metric states; the first non-finite step seen wins."""
-    out = {k: a[k] + b[k] for k in a if k != "nonfinite_step"}
-    first = a["nonfinite_step"]
-    out["nonfinite_step"] = jnp.where(first >= 0, first, b["nonfinite_step"])
-    return out
+    """Add two metric values; the first non-finite step seen wins."""
+    counts = a.counts + b.counts
+    first = a.counts[_NONFINITE]
+    counts = counts.at[_NONFINITE].set(jnp.where(first >= 0, first, b.counts[_NONFINITE]))
+    return Metrics(a.loss_sum + b.loss_sum, counts, a.topk)
 
 
-def compute(state: Metrics) -> dict[str, Any]:
-    """Host values: ``loss`` (mean per sample), ``accuracy``, ``top{k}``, ``samples``."""
-    host = jax.device_get(state)
-    count = max(int(host["count"]), 1)
-    out = {"loss": float(host["loss_sum"]) / count, "samples": int(host["count"])}
-    classified = int(host["classified"])
+def compute(m: Metrics) -> dict[str, Any]:
+    """Host values: ``loss`` (mean per sample), ``samples``, and for classification
+    ``accuracy`` and ``top{k}_accuracy``."""
+    loss_sum, counts = jax.device_get((m.loss_sum, m.counts))
+    samples = int(counts[_SAMPLES])
+    out: dict[str, Any] = {"loss": float(loss_sum) / max(samples, 1), "samples": samples}
+    classified = int(counts[_CLASSIFIED])
     if classified:
-        out["accuracy"] = int(host["correct"]) / classified
-        for k in host:
-            if k.startswith("top"):
-                out[f"{k}_accuracy"] = int(host[k]) / classified
+        out["accuracy"] = int(counts[_CORRECT]) / classified
+        for i, k in enumerate(m.topk):
+            out[f"top{k}_accuracy"] = int(counts[_TOPK + i]) / classified
     return out
