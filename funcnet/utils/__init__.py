@@ -1,0 +1,1 @@
+"""funcnet.utils: ``funcnet.utils.data`` (datasets, samplers, DataLoader), as ``torch.utils``."""
