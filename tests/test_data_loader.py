@@ -68,7 +68,7 @@ def test_len_and_sequential_batches_equal_torch(n, bs, drop_last):
     assert len(ours) == len(theirs)
     ob, tb = collect(ours), [tuple(t.numpy() for t in b) for b in theirs]
     assert len(ob) == len(tb) == len(ours)
-    for (ox, oy), (tx, ty) in zip(ob, tb):
+    for (ox, oy), (tx, ty) in zip(ob, tb, strict=True):
         np.testing.assert_array_equal(ox, tx)
         np.testing.assert_array_equal(oy, ty)
         assert ox.dtype == np.float32 and oy.dtype == np.int32
@@ -78,7 +78,8 @@ def test_partial_last_batch_and_batch_larger_than_dataset():
     x, y = arrays(10)
     b = collect(DataLoader(TensorDataset(x, y), batch_size=4))
     assert [len(t[0]) for t in b] == [4, 4, 2]
-    assert [len(t[0]) for t in collect(DataLoader(TensorDataset(x, y), batch_size=4, drop_last=True))] == [4, 4]
+    dropped = collect(DataLoader(TensorDataset(x, y), batch_size=4, drop_last=True))
+    assert [len(t[0]) for t in dropped] == [4, 4]
     big = collect(DataLoader(TensorDataset(x, y), batch_size=32, shuffle=True))
     assert len(big) == 1 and sorted(big[0][1].tolist()) == sorted(y.tolist())
     assert collect(DataLoader(TensorDataset(x, y), batch_size=32, drop_last=True)) == []
@@ -89,7 +90,8 @@ def test_empty_dataset():
     x, y = arrays(0)
     loader = DataLoader(TensorDataset(x, y), batch_size=4)
     assert len(loader) == 0 and collect(loader) == []
-    with pytest.raises(ValueError, match="num_samples should be a positive integer value, but got num_samples=0"):
+    msg = "num_samples should be a positive integer value, but got num_samples=0"
+    with pytest.raises(ValueError, match=msg):
         DataLoader(TensorDataset(x, y), batch_size=4, shuffle=True)  # torch raises the same
 
 
@@ -99,7 +101,7 @@ def test_shuffle_is_deterministic_and_changes_per_epoch():
     a, b = make(0), make(0)
     a0, a1, a2 = collect(a), collect(a), collect(a)
     b0, b1 = collect(b), collect(b)
-    for u, v in zip(a0 + a1, b0 + b1):
+    for u, v in zip(a0 + a1, b0 + b1, strict=True):
         np.testing.assert_array_equal(u[0], v[0])
     assert not np.array_equal(concat(a0, 1), concat(a1, 1))
     assert not np.array_equal(concat(a1, 1), concat(a2, 1))
@@ -145,7 +147,7 @@ def test_exact_mid_epoch_resume(config):
     resumed = make()
     resumed.load_state_dict(state)
     rest = collect(resumed)
-    for u, v in zip(first + rest, reference):
+    for u, v in zip(first + rest, reference, strict=True):
         np.testing.assert_array_equal(u[0], v[0])
         np.testing.assert_array_equal(u[1], v[1])
     assert len(first + rest) == len(reference)
@@ -170,11 +172,12 @@ def test_per_sample_path_equals_fast_path_and_custom_collate():
     x, y = arrays(23)
     fast = collect(DataLoader(TensorDataset(x, y), batch_size=5, shuffle=True, seed=3))
     slow = collect(DataLoader(PerSample(x, y), batch_size=5, shuffle=True, seed=3))
-    for u, v in zip(fast, slow):
+    for u, v in zip(fast, slow, strict=True):
         np.testing.assert_array_equal(u[0], v[0])
         np.testing.assert_array_equal(u[1], v[1])
     seen = []
-    custom = DataLoader(TensorDataset(x, y), batch_size=5, collate_fn=lambda samples: seen.append(samples) or 0)
+    custom = DataLoader(TensorDataset(x, y), batch_size=5,
+                        collate_fn=lambda samples: seen.append(samples) or 0)
     assert list(custom) == [0] * 5
     assert isinstance(seen[0], list) and len(seen[0]) == 5 and len(seen[0][0]) == 2
     np.testing.assert_array_equal(seen[0][1][0], x[1])
@@ -210,8 +213,10 @@ def test_user_samplers_and_batch_sampler():
     assert len(singles) == 12 and singles[3][1] == y[3]
 
 
-@pytest.mark.parametrize("kwargs", [dict(batch_sampler=[[0]], batch_size=2), dict(batch_sampler=[[0]], shuffle=True),
-                                    dict(sampler=[0, 1], shuffle=True), dict(batch_size=None, drop_last=True)])
+@pytest.mark.parametrize("kwargs", [dict(batch_sampler=[[0]], batch_size=2),
+                                    dict(batch_sampler=[[0]], shuffle=True),
+                                    dict(sampler=[0, 1], shuffle=True),
+                                    dict(batch_size=None, drop_last=True)])
 def test_argument_errors_equal_torch(kwargs):
     x, y = arrays(4)
     with pytest.raises(ValueError) as a:
@@ -229,7 +234,7 @@ def test_threads_preserve_order(workers, prefetch):
     got = collect(DataLoader(PerSample(x, y, delay=0.002), batch_size=3, shuffle=True, seed=4,
                              num_workers=workers, prefetch=prefetch))
     assert len(got) == len(ref)
-    for u, v in zip(got, ref):
+    for u, v in zip(got, ref, strict=True):
         np.testing.assert_array_equal(u[0], v[0])
 
 
@@ -276,7 +281,7 @@ def test_device_prefetch_gives_device_arrays_equal_to_host():
         got = list(DataLoader(TensorDataset(x, y), batch_size=8, shuffle=True, **kwargs))
         assert all(isinstance(a, jax.Array) for b in got for a in b)
         assert got[0][0].devices() == {dev}
-        for u, v in zip(got, host):
+        for u, v in zip(got, host, strict=True):
             np.testing.assert_array_equal(np.asarray(u[0]), v[0])
     with pytest.raises(TypeError, match="device must be None, True, a jax.Device"):
         DataLoader(TensorDataset(x, y), device="gpu")
