@@ -398,3 +398,12 @@ def test_sharded_device_placement_on_four_cpu_devices():
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "OK" in out.stdout, out.stderr[-3000:]
+
+
+def test_aliases_and_lazy_access():
+    import funcnet
+
+    assert funcnet.data.DataLoader is funcnet.utils.data.DataLoader is DataLoader
+    assert funcnet.data.random_split is funcnet.utils.data.random_split
+    assert "IterableDataset" in funcnet.data.__all__
+    assert isinstance(Stream(3), IterableDataset)

@@ -68,7 +68,7 @@ class TensorDataset(Dataset[tuple]):
             They are held as host numpy arrays (a JAX array is copied to host once); the
             DataLoader's ``device=``/``device_arrays()`` put them on a device.
 
-    Fast path: ``__getitems__(idx)`` returns ``tuple(np.take(t, idx, axis=0) for t in tensors)``,
+    Fast path: ``__getitems__(idx)`` returns ``tuple(t.take(idx, axis=0) for t in tensors)``,
     fresh arrays (never a reused buffer).
     """
 
@@ -93,10 +93,11 @@ class TensorDataset(Dataset[tuple]):
         return tuple(t[index] for t in self.tensors)
 
     def __getitems__(self, indices: np.ndarray) -> tuple:
+        # ndarray.take, not np.take or fancy indexing: same copy, ~2 µs less Python/C overhead per call
         tensors = self.tensors
         if len(tensors) == 2:  # the common (inputs, targets) case, without a generator expression
-            return (np.take(tensors[0], indices, axis=0), np.take(tensors[1], indices, axis=0))
-        return tuple(np.take(t, indices, axis=0) for t in tensors)
+            return (tensors[0].take(indices, 0), tensors[1].take(indices, 0))
+        return tuple(t.take(indices, 0) for t in tensors)
 
     def __repr__(self) -> str:
         shapes = ", ".join(f"{t.dtype}{list(t.shape)}" for t in self.tensors)
