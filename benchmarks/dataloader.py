@@ -54,7 +54,8 @@ def numpy_loop_device_put(x, y, bs, epoch):
 
 
 def consume(loader):
-    for batch in loader:
+    batch = None
+    for batch in loader:  # noqa: B007 - the last batch is returned
         pass
     return batch
 
@@ -76,11 +77,11 @@ def host_throughput(x, y, bs, epochs):
         "numpy loop + sync device_put": lambda e: numpy_loop_device_put(x, y, bs, e),
     }
     times = {k: [] for k in methods}
-    for name, fn in methods.items():  # warm-up
+    for fn in methods.values():  # warm-up
         fn(99)
     for e in range(epochs):
         for name, fn in methods.items():
-            times[name].append(time_epoch(lambda: fn(e)))
+            times[name].append(time_epoch(lambda fn=fn, e=e: fn(e)))
     return {k: N / statistics.median(v) for k, v in times.items()}
 
 
@@ -183,7 +184,8 @@ def main() -> None:
     y = rng.integers(0, 10, N).astype(np.int32)
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, jax {jax.__version__} "
           f"({jax.devices()[0].platform}), torch {torch.__version__}, numpy {np.__version__}")
-    print(f"# {N}x{D} float32, batch {args.batch_size}, shuffle, median of {args.epochs} interleaved epochs\n")
+    print(f"# {N}x{D} float32, batch {args.batch_size}, shuffle, "
+          f"median of {args.epochs} interleaved epochs\n")
     host = host_throughput(x, y, args.batch_size, args.epochs)
     t, b = host["torch DataLoader"], host["numpy loop (bare)"]
     print(f"{'host iteration':34s} {'M samples/s':>12s} {'vs torch':>9s} {'vs numpy':>9s}")

@@ -407,3 +407,22 @@ def test_aliases_and_lazy_access():
     assert funcnet.data.random_split is funcnet.utils.data.random_split
     assert "IterableDataset" in funcnet.data.__all__
     assert isinstance(Stream(3), IterableDataset)
+
+
+def test_torch_habit_sampler_set_epoch_drives_the_loader():
+    from funcnet.utils.data import DistributedSampler
+
+    x, y = arrays(20)
+    ds = TensorDataset(x, y)
+    sampler = DistributedSampler(ds, num_replicas=2, rank=1, seed=3)
+    loader = DataLoader(ds, sampler=sampler, batch_size=4)
+    ref = DataLoader(ds, sampler=DistributedSampler(ds, num_replicas=2, rank=1, seed=3), batch_size=4)
+    for epoch in (3, 4, 7):  # e.g. resuming at epoch 3, then jumping
+        sampler.set_epoch(epoch)
+        got = collect(loader)
+        ref.set_epoch(epoch)
+        np.testing.assert_array_equal(concat(got, 1), concat(collect(ref), 1))
+        np.testing.assert_array_equal(concat(got, 0), x[sampler.indices(epoch)])
+    assert loader.epoch == 8
+    collect(loader)  # without set_epoch: simply the next epoch
+    np.testing.assert_array_equal(concat(collect(loader), 0), x[sampler.indices(9)])

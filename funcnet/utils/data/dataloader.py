@@ -210,9 +210,22 @@ class DataLoader:
             raise ValueError(f"set_epoch: epoch must be a non-negative integer, got {epoch!r}")
         self._epoch, self._pos, self._started, self._resume = int(epoch), 0, False, False
 
+    def _sampler_epoch_request(self) -> int | None:
+        """An epoch set by the user with ``sampler.set_epoch`` (torch's habit) since the last pass."""
+        requested = None
+        for s in (self.batch_sampler, getattr(self.batch_sampler, "sampler", None), self.sampler):
+            pending = getattr(s, "_pending_epoch", None)
+            if pending is not None:
+                requested = pending
+                s._pending_epoch = None
+        return requested
+
     def _begin(self) -> tuple[int, int]:
-        if self._resume:
+        requested = self._sampler_epoch_request()
+        if self._resume:  # a loaded state wins over a sampler's set_epoch
             self._resume = False
+        elif requested is not None:
+            self._epoch, self._pos = requested, 0
         elif self._started:  # the previous pass was left early: a new pass is a new epoch
             self._epoch += 1
             self._pos = 0

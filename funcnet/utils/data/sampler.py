@@ -45,8 +45,12 @@ class Sampler:
         raise NotImplementedError(f"{type(self).__name__} must implement indices(epoch) or __iter__")
 
     def set_epoch(self, epoch: int) -> None:
-        """Select the epoch that ``__iter__`` yields (``DistributedSampler.set_epoch`` in torch)."""
+        """Select the epoch that ``__iter__`` yields (``DistributedSampler.set_epoch`` in torch).
+
+        A DataLoader using this sampler also starts its next pass at this epoch (torch's
+        ``sampler.set_epoch(epoch)`` before each ``for batch in loader`` keeps working)."""
         self.epoch = int(epoch)
+        self._pending_epoch = int(epoch)
 
     def __iter__(self) -> Iterator[int]:
         return iter(self.indices(self.epoch).tolist())
@@ -159,6 +163,8 @@ def sampler_indices(sampler: Any, epoch: int) -> np.ndarray:
         return np.asarray(sampler.indices(epoch), dtype=np.intp)
     if hasattr(sampler, "set_epoch"):
         sampler.set_epoch(epoch)
+        if hasattr(sampler, "_pending_epoch"):
+            sampler._pending_epoch = None  # set by the loader itself, not a request from the user
     return np.fromiter((int(i) for i in sampler), dtype=np.intp)
 
 
@@ -186,6 +192,7 @@ class BatchSampler(Sampler):
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
+        self._pending_epoch = int(epoch)
         if hasattr(self.sampler, "set_epoch"):
             self.sampler.set_epoch(epoch)
 
@@ -210,8 +217,10 @@ class DistributedSampler(Sampler):
         drop_last: drop the tail so every shard has ``floor(n / R)`` samples; otherwise pad by
             repeating the head of the order so each has ``ceil(n / R)`` (torch's rules).
 
-    Shard ``rank`` is ``order[rank : total_size : num_replicas]``, as torch. Call
-    ``set_epoch(epoch)`` (or let the DataLoader pass the epoch) for a new order per epoch.
+    Shard ``rank`` is ``order[rank : total_size : num_replicas]``, as torch. In a funcnet
+    DataLoader each pass is the next epoch anyway; torch's habit of calling
+    ``sampler.set_epoch(epoch)`` before each pass still works (the loader's next pass starts at
+    that epoch), as does ``loader.set_epoch(epoch)``.
     """
 
     def __init__(self, dataset: Sized, num_replicas: int | None = None, rank: int | None = None,
