@@ -39,12 +39,18 @@ class _Cycled:
         for end_step, slr, elr, smom, emom in phases:
             a, b = (values[slr], values[elr]) if self.which == "lr" else (values[smom], values[emom])
             span = end_step - start_step
+            # Anneal a → b over the phase, evaluated around the nearer end point so that values
+            # close to either end keep full float32 relative precision (torch works in float64):
+            # cos: b + (a − b)·(1 + cos πp)/2 = a + (b − a)·sin²(πp/2) = b + (a − b)·sin²(π(1−p)/2).
+            p = (step - start_step) / span
+            q = (end_step - step) / span  # 1 − p, formed directly
             if o.anneal_strategy == "cos":
-                # end + (start − end)·(1 + cos(π·pct))/2 with (1+cos(πp))/2 = sin²(π(1−p)/2),
-                # 1 − p = (end_step − step)/span formed directly: no cancellation near the end.
-                v = b + (a - b) * jnp.sin(math.pi / 2 * (end_step - step) / span) ** 2
+                from_start = a + (b - a) * jnp.sin(math.pi / 2 * p) ** 2
+                from_end = b + (a - b) * jnp.sin(math.pi / 2 * q) ** 2
             else:
-                v = (b - a) * ((step - start_step) / span) + a
+                from_start = a + (b - a) * p
+                from_end = b + (a - b) * q
+            v = jnp.where(p <= 0.5, from_start, from_end)
             pieces.append((end_step, v))
             start_step = end_step
         # torch picks the first phase with step <= end_step, else the last one.

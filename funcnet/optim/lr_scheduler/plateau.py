@@ -91,10 +91,12 @@ class ReduceLROnPlateau:
         """torch's state right after construction (``best`` = ±inf, counters 0)."""
         f = jnp.result_type(float)
         worst = jnp.inf if self.mode == "min" else -jnp.inf
-        zero = jnp.zeros((), jnp.int32)
+        def zero() -> jax.Array:  # distinct buffers, so the state can be donated to jit
+            return jnp.zeros((), jnp.int32)
+
         return PlateauState(
             lr=jnp.asarray(self.lr, f), best=jnp.asarray(worst, f),
-            num_bad_epochs=zero, cooldown_counter=zero, last_epoch=zero,
+            num_bad_epochs=zero(), cooldown_counter=zero(), last_epoch=zero(),
         )
 
     def _is_better(self, a: jax.Array, best: jax.Array) -> jax.Array:
