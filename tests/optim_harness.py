@@ -58,7 +58,8 @@ def _loss(problem: str, f: dict, lib):
     if problem == "mlp":
         dt = f["fc1.weight"].dtype
         X, Y = (
-            (jnp.asarray(_X, dt), jnp.asarray(_Y, dt)) if lib is jnp
+            (jnp.asarray(_X, dt), jnp.asarray(_Y, dt))
+            if lib is jnp
             else (torch.tensor(_X, dtype=dt), torch.tensor(_Y, dtype=dt))
         )
         h = lib.tanh(X @ f["fc1.weight"].T + f["fc1.bias"])

@@ -18,8 +18,11 @@ BASE = 0.1
 def torch_trace(make_sched, n_updates, steps_per_epoch=1, opt="sgd"):
     """(lr, momentum-or-beta1) used by each of ``n_updates`` optimizer steps in torch."""
     p = torch.zeros(2, requires_grad=True)
-    o = (torch.optim.SGD([p], lr=BASE, momentum=0.9) if opt == "sgd"
-         else torch.optim.Adam([p], lr=BASE, betas=(0.9, 0.999)))
+    o = (
+        torch.optim.SGD([p], lr=BASE, momentum=0.9)
+        if opt == "sgd"
+        else torch.optim.Adam([p], lr=BASE, betas=(0.9, 0.999))
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         sched = make_sched(o)
@@ -45,38 +48,82 @@ def check(ours_lrs, torch_lrs):
 
 # name -> (funcnet factory(steps_per_epoch), torch factory(optimizer), number of scheduler steps)
 CASES = {
-    "StepLR": (lambda s: L.StepLR(BASE, step_size=3, gamma=0.5, steps_per_epoch=s),
-               lambda o: TL.StepLR(o, step_size=3, gamma=0.5), 12),
-    "MultiStepLR": (lambda s: L.MultiStepLR(BASE, milestones=[9, 2, 5, 5], gamma=0.3, steps_per_epoch=s),
-                    lambda o: TL.MultiStepLR(o, milestones=[9, 2, 5, 5], gamma=0.3), 14),
-    "ExponentialLR": (lambda s: L.ExponentialLR(BASE, gamma=0.9, steps_per_epoch=s),
-                      lambda o: TL.ExponentialLR(o, gamma=0.9), 35),
-    "CosineAnnealingLR": (lambda s: L.CosineAnnealingLR(BASE, T_max=10, eta_min=0.01, steps_per_epoch=s),
-                          lambda o: TL.CosineAnnealingLR(o, T_max=10, eta_min=0.01), 45),
-    "CosineAnnealingLR-eta0-long": (lambda s: L.CosineAnnealingLR(BASE, T_max=50, steps_per_epoch=s),
-                                    lambda o: TL.CosineAnnealingLR(o, T_max=50), 160),
+    "StepLR": (
+        lambda s: L.StepLR(BASE, step_size=3, gamma=0.5, steps_per_epoch=s),
+        lambda o: TL.StepLR(o, step_size=3, gamma=0.5),
+        12,
+    ),
+    "MultiStepLR": (
+        lambda s: L.MultiStepLR(BASE, milestones=[9, 2, 5, 5], gamma=0.3, steps_per_epoch=s),
+        lambda o: TL.MultiStepLR(o, milestones=[9, 2, 5, 5], gamma=0.3),
+        14,
+    ),
+    "ExponentialLR": (
+        lambda s: L.ExponentialLR(BASE, gamma=0.9, steps_per_epoch=s),
+        lambda o: TL.ExponentialLR(o, gamma=0.9),
+        35,
+    ),
+    "CosineAnnealingLR": (
+        lambda s: L.CosineAnnealingLR(BASE, T_max=10, eta_min=0.01, steps_per_epoch=s),
+        lambda o: TL.CosineAnnealingLR(o, T_max=10, eta_min=0.01),
+        45,
+    ),
+    "CosineAnnealingLR-eta0-long": (
+        lambda s: L.CosineAnnealingLR(BASE, T_max=50, steps_per_epoch=s),
+        lambda o: TL.CosineAnnealingLR(o, T_max=50),
+        160,
+    ),
     "CosineAnnealingWarmRestarts": (
         lambda s: L.CosineAnnealingWarmRestarts(BASE, T_0=5, eta_min=1e-3, steps_per_epoch=s),
-        lambda o: TL.CosineAnnealingWarmRestarts(o, T_0=5, eta_min=1e-3), 17),
+        lambda o: TL.CosineAnnealingWarmRestarts(o, T_0=5, eta_min=1e-3),
+        17,
+    ),
     "CosineAnnealingWarmRestarts-Tmult": (
         lambda s: L.CosineAnnealingWarmRestarts(BASE, T_0=3, T_mult=2, steps_per_epoch=s),
-        lambda o: TL.CosineAnnealingWarmRestarts(o, T_0=3, T_mult=2), 40),
-    "LinearLR": (lambda s: L.LinearLR(BASE, start_factor=0.25, end_factor=0.9, total_iters=6, steps_per_epoch=s),
-                 lambda o: TL.LinearLR(o, start_factor=0.25, end_factor=0.9, total_iters=6), 20),
-    "ConstantLR": (lambda s: L.ConstantLR(BASE, factor=0.5, total_iters=4, steps_per_epoch=s),
-                   lambda o: TL.ConstantLR(o, factor=0.5, total_iters=4), 14),
-    "LambdaLR": (lambda s: L.LambdaLR(BASE, lambda e: 0.95 ** e / (1 + e % 3), steps_per_epoch=s),
-                 lambda o: TL.LambdaLR(o, lambda e: 0.95 ** e / (1 + e % 3)), 15),
+        lambda o: TL.CosineAnnealingWarmRestarts(o, T_0=3, T_mult=2),
+        40,
+    ),
+    "LinearLR": (
+        lambda s: L.LinearLR(BASE, start_factor=0.25, end_factor=0.9, total_iters=6, steps_per_epoch=s),
+        lambda o: TL.LinearLR(o, start_factor=0.25, end_factor=0.9, total_iters=6),
+        20,
+    ),
+    "ConstantLR": (
+        lambda s: L.ConstantLR(BASE, factor=0.5, total_iters=4, steps_per_epoch=s),
+        lambda o: TL.ConstantLR(o, factor=0.5, total_iters=4),
+        14,
+    ),
+    "LambdaLR": (
+        lambda s: L.LambdaLR(BASE, lambda e: 0.95**e / (1 + e % 3), steps_per_epoch=s),
+        lambda o: TL.LambdaLR(o, lambda e: 0.95**e / (1 + e % 3)),
+        15,
+    ),
     "SequentialLR-warmup-cosine": (
-        lambda s: L.SequentialLR([L.LinearLR(BASE, start_factor=0.1, total_iters=4),
-                                  L.CosineAnnealingLR(BASE, T_max=10)], milestones=[4], steps_per_epoch=s),
-        lambda o: TL.SequentialLR(o, [TL.LinearLR(o, start_factor=0.1, total_iters=4),
-                                      TL.CosineAnnealingLR(o, T_max=10)], milestones=[4]), 30),
+        lambda s: L.SequentialLR(
+            [L.LinearLR(BASE, start_factor=0.1, total_iters=4), L.CosineAnnealingLR(BASE, T_max=10)],
+            milestones=[4],
+            steps_per_epoch=s,
+        ),
+        lambda o: TL.SequentialLR(
+            o,
+            [TL.LinearLR(o, start_factor=0.1, total_iters=4), TL.CosineAnnealingLR(o, T_max=10)],
+            milestones=[4],
+        ),
+        30,
+    ),
     "SequentialLR-three": (
-        lambda s: L.SequentialLR([L.ConstantLR(BASE, factor=0.1, total_iters=3), L.ExponentialLR(BASE, 0.8),
-                                  L.StepLR(BASE, 2)], milestones=[3, 8], steps_per_epoch=s),
-        lambda o: TL.SequentialLR(o, [TL.ConstantLR(o, factor=0.1, total_iters=3), TL.ExponentialLR(o, 0.8),
-                                      TL.StepLR(o, 2)], milestones=[3, 8]), 20),
+        lambda s: L.SequentialLR(
+            [L.ConstantLR(BASE, factor=0.1, total_iters=3), L.ExponentialLR(BASE, 0.8), L.StepLR(BASE, 2)],
+            milestones=[3, 8],
+            steps_per_epoch=s,
+        ),
+        lambda o: TL.SequentialLR(
+            o,
+            [TL.ConstantLR(o, factor=0.1, total_iters=3), TL.ExponentialLR(o, 0.8), TL.StepLR(o, 2)],
+            milestones=[3, 8],
+        ),
+        20,
+    ),
 }
 
 
@@ -133,6 +180,7 @@ def test_sequential_rejects_inner_steps_per_epoch():
 
 # ----------------------------------------------------------------------------- ReduceLROnPlateau
 
+
 def _metrics(seed, n=60):
     """A random walk with long plateaus, on a 1/64 grid (exact in float32)."""
     rng = np.random.default_rng(seed)
@@ -142,10 +190,22 @@ def _metrics(seed, n=60):
 
 PLATEAU = {
     "min-rel": dict(mode="min", factor=0.5, patience=2, threshold=1e-4, threshold_mode="rel"),
-    "min-abs-cooldown": dict(mode="min", factor=0.3, patience=1, threshold=0.6, threshold_mode="abs", cooldown=3),
-    "max-rel-minlr": dict(mode="max", factor=0.5, patience=0, threshold=0.05, threshold_mode="rel", min_lr=0.02),
-    "max-abs-cooldown-eps": dict(mode="max", factor=0.9, patience=3, threshold=0.25, threshold_mode="abs",
-                                 cooldown=2, min_lr=0.0655, eps=1e-3),
+    "min-abs-cooldown": dict(
+        mode="min", factor=0.3, patience=1, threshold=0.6, threshold_mode="abs", cooldown=3
+    ),
+    "max-rel-minlr": dict(
+        mode="max", factor=0.5, patience=0, threshold=0.05, threshold_mode="rel", min_lr=0.02
+    ),
+    "max-abs-cooldown-eps": dict(
+        mode="max",
+        factor=0.9,
+        patience=3,
+        threshold=0.25,
+        threshold_mode="abs",
+        cooldown=2,
+        min_lr=0.0655,
+        eps=1e-3,
+    ),
     "defaults": dict(),
 }
 

@@ -2,7 +2,8 @@
 
 Each case is (funcnet optimizer, torch optimizer factory) on the same problem, same initial
 parameters, same gradient function; parameters after every step must agree to 1e-5 relative.
-All but one run in float32 (see ``X64``): funcnet computes the bias corrections ``1 − β^t`` as ``−expm1(t·log β)``
+All but one run in float32 (see ``X64``):
+funcnet computes the bias corrections ``1 − β^t`` as ``−expm1(t·log β)``
 with ``log β`` in float64, accurate enough that float64 is not needed to match torch.
 """
 
@@ -26,7 +27,10 @@ def _p(named):
 CASES = {
     # SGD: every option that changes the maths
     "sgd": (O.SGD(lr=0.05), lambda n: T.SGD(_p(n), lr=0.05, foreach=False)),
-    "sgd-momentum": (O.SGD(lr=0.05, momentum=0.9), lambda n: T.SGD(_p(n), lr=0.05, momentum=0.9, foreach=False)),
+    "sgd-momentum": (
+        O.SGD(lr=0.05, momentum=0.9),
+        lambda n: T.SGD(_p(n), lr=0.05, momentum=0.9, foreach=False),
+    ),
     "sgd-dampening": (
         O.SGD(lr=0.05, momentum=0.9, dampening=0.3),
         lambda n: T.SGD(_p(n), lr=0.05, momentum=0.9, dampening=0.3, foreach=False),
@@ -66,7 +70,9 @@ CASES = {
     ),
     "rmsprop-centered-momentum-maximize": (
         O.RMSprop(lr=1e-3, alpha=0.9, centered=True, momentum=0.5, maximize=True),
-        lambda n: T.RMSprop(_p(n), lr=1e-3, alpha=0.9, centered=True, momentum=0.5, maximize=True, foreach=False),
+        lambda n: T.RMSprop(
+            _p(n), lr=1e-3, alpha=0.9, centered=True, momentum=0.5, maximize=True, foreach=False
+        ),
         X64,
     ),
     # Adagrad
@@ -77,8 +83,9 @@ CASES = {
     ),
     "adagrad-init-acc-wd": (
         O.Adagrad(lr=0.1, initial_accumulator_value=0.2, weight_decay=1e-2, eps=1e-6),
-        lambda n: T.Adagrad(_p(n), lr=0.1, initial_accumulator_value=0.2, weight_decay=1e-2, eps=1e-6,
-                            foreach=False),
+        lambda n: T.Adagrad(
+            _p(n), lr=0.1, initial_accumulator_value=0.2, weight_decay=1e-2, eps=1e-6, foreach=False
+        ),
     ),
     # Adamax, NAdam, RAdam, Adadelta
     "adamax": (O.Adamax(lr=1e-2), lambda n: T.Adamax(_p(n), lr=1e-2, foreach=False)),

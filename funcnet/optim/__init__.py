@@ -3,7 +3,8 @@
 Every optimizer takes torch's keyword arguments and defaults, but **no params argument** —
 JAX optimizers are pure functions of (grads, state, params)::
 
-    optimizer = funcnet.optim.SGD(lr=0.01, momentum=0.9, weight_decay=5e-4)  # torch: SGD(model.parameters(), ...)
+    # torch: torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    optimizer = funcnet.optim.SGD(lr=0.01, momentum=0.9, weight_decay=5e-4)
     opt_state = optimizer.init(params)
     updates, opt_state = optimizer.update(grads, opt_state, params)          # torch: optimizer.step()
     params = optax.apply_updates(params, updates)

@@ -29,4 +29,6 @@ def Adadelta(
     check_nonneg("Adadelta", "weight_decay", weight_decay)
     if not 0.0 <= rho <= 1.0:
         raise ValueError(f"funcnet.optim.Adadelta: Invalid rho value: {rho}")
-    return torch_chain(optax.scale_by_adadelta(rho=rho, eps=eps), lr=lr, weight_decay=weight_decay, maximize=maximize)
+    return torch_chain(
+        optax.scale_by_adadelta(rho=rho, eps=eps), lr=lr, weight_decay=weight_decay, maximize=maximize
+    )

@@ -19,7 +19,8 @@ def Adagrad(
     *,
     maximize: bool = False,
 ) -> optax.GradientTransformation:
-    """``torch.optim.Adagrad(params, lr=1e-2, lr_decay=0, weight_decay=0, initial_accumulator_value=0, eps=1e-10)``.
+    """``torch.optim.Adagrad(params, lr=1e-2, lr_decay=0, weight_decay=0, initial_accumulator_value=0,
+    eps=1e-10)``.
 
     ``g += wd·p``; ``S += g²``; ``p −= lr/(1 + (t−1)·lr_decay) · g/(sqrt(S) + eps)``.
     ``optax.adagrad`` defaults to ``initial_accumulator_value=0.1``, ``eps=1e-7`` and puts eps
@@ -32,6 +33,8 @@ def Adagrad(
     check_nonneg("Adagrad", "initial_accumulator_value", initial_accumulator_value)
     check_nonneg("Adagrad", "epsilon", eps)
     return torch_chain(
-        scale_by_torch_adagrad(lr_decay, initial_accumulator_value, eps), lr=lr,
-        weight_decay=weight_decay, maximize=maximize,
+        scale_by_torch_adagrad(lr_decay, initial_accumulator_value, eps),
+        lr=lr,
+        weight_decay=weight_decay,
+        maximize=maximize,
     )

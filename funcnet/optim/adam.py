@@ -44,8 +44,11 @@ def Adam(
     check_nonneg("Adam", "weight_decay", weight_decay)
     b1, b2 = _betas("Adam", lr, betas)
     return torch_chain(
-        scale_by_torch_adam(b1, b2, eps, amsgrad), lr=lr, weight_decay=weight_decay,
-        decoupled=decoupled_weight_decay, maximize=maximize,
+        scale_by_torch_adam(b1, b2, eps, amsgrad),
+        lr=lr,
+        weight_decay=weight_decay,
+        decoupled=decoupled_weight_decay,
+        maximize=maximize,
     )
 
 
@@ -69,6 +72,9 @@ def AdamW(
     check_nonneg("AdamW", "weight_decay", weight_decay)
     b1, b2 = _betas("AdamW", lr, betas)
     return torch_chain(
-        scale_by_torch_adam(b1, b2, eps, amsgrad), lr=lr, weight_decay=weight_decay,
-        decoupled=True, maximize=maximize,
+        scale_by_torch_adam(b1, b2, eps, amsgrad),
+        lr=lr,
+        weight_decay=weight_decay,
+        decoupled=True,
+        maximize=maximize,
     )

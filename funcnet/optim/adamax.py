@@ -28,4 +28,6 @@ def Adamax(
     check_nonneg("Adamax", "epsilon", eps)
     check_nonneg("Adamax", "weight_decay", weight_decay)
     b1, b2 = _betas("Adamax", lr, betas)
-    return torch_chain(scale_by_torch_adamax(b1, b2, eps), lr=lr, weight_decay=weight_decay, maximize=maximize)
+    return torch_chain(
+        scale_by_torch_adamax(b1, b2, eps), lr=lr, weight_decay=weight_decay, maximize=maximize
+    )

@@ -1,4 +1,4 @@
-"""Gradient clipping as the first transformation of an optax chain (torch clips ``.grad`` before ``step()``)."""
+"""Gradient clipping as the first transform of an optax chain (torch clips ``.grad`` before ``step()``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from funcnet.nn.utils.clip_grad import _check_norm_type, clip_grad_norm_, clip_g
 
 
 def clip_grad_norm(max_norm: float, norm_type: float = 2.0) -> optax.GradientTransformation:
-    """``torch.nn.utils.clip_grad_norm_`` as a stateless transformation: grads ·= ``min(max_norm/(total+1e-6), 1)``.
+    """``torch.nn.utils.clip_grad_norm_`` as a stateless transformation.
+
+    Every gradient is multiplied by ``min(max_norm/(total+1e-6), 1)``.
 
     Put it first: ``optax.chain(funcnet.optim.clip_grad_norm(1.0), funcnet.optim.SGD(...))`` —
     torch clips ``.grad`` before ``optimizer.step()`` adds weight decay. Differs from

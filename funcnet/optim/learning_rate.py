@@ -12,7 +12,7 @@ is stepped once per ``optimizer.step()`` (see ``funcnet.optim.lr_scheduler``).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple, Union
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -20,7 +20,7 @@ import optax
 
 from funcnet.optim.lr_scheduler.plateau import PlateauState, ReduceLROnPlateau
 
-ScalarOrSchedule = Union[float, jax.Array, Callable[[jax.Array], jax.Array]]
+ScalarOrSchedule = float | jax.Array | Callable[[jax.Array], jax.Array]
 
 
 class LRState(NamedTuple):

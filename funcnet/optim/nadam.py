@@ -34,6 +34,9 @@ def NAdam(
     check_nonneg("NAdam", "momentum_decay", momentum_decay)
     b1, b2 = _betas("NAdam", lr, betas)
     return torch_chain(
-        scale_by_torch_nadam(b1, b2, eps, momentum_decay), lr=lr, weight_decay=weight_decay,
-        decoupled=decoupled_weight_decay, maximize=maximize,
+        scale_by_torch_nadam(b1, b2, eps, momentum_decay),
+        lr=lr,
+        weight_decay=weight_decay,
+        decoupled=decoupled_weight_decay,
+        maximize=maximize,
     )

@@ -64,12 +64,16 @@ def param_groups(
 
     if labels is not None:
         if not isinstance(groups, Mapping):
-            raise TypeError("param_groups: with labels=, groups must be a dict label -> hyperparameter overrides")
+            raise TypeError(
+                "param_groups: with labels=, groups must be a dict label -> hyperparameter overrides"
+            )
         transforms = {label: build(ov) for label, ov in groups.items()}
         return optax.multi_transform(transforms, labels)
 
     if isinstance(groups, Mapping):
-        raise TypeError("param_groups: groups must be a list of dicts with a 'params' selector (or pass labels=)")
+        raise TypeError(
+            "param_groups: groups must be a list of dicts with a 'params' selector (or pass labels=)"
+        )
     groups = list(groups)
     for i, g in enumerate(groups):
         if "params" not in g:

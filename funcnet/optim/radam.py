@@ -31,6 +31,9 @@ def RAdam(
     check_nonneg("RAdam", "weight_decay", weight_decay)
     b1, b2 = _betas("RAdam", lr, betas)
     return torch_chain(
-        scale_by_torch_radam(b1, b2, eps), lr=lr, weight_decay=weight_decay,
-        decoupled=decoupled_weight_decay, maximize=maximize,
+        scale_by_torch_radam(b1, b2, eps),
+        lr=lr,
+        weight_decay=weight_decay,
+        decoupled=decoupled_weight_decay,
+        maximize=maximize,
     )

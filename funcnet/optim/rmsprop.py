@@ -20,7 +20,8 @@ def RMSprop(
     *,
     maximize: bool = False,
 ) -> optax.GradientTransformation:
-    """``torch.optim.RMSprop(params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0, centered=False)``.
+    """``torch.optim.RMSprop(params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0,
+    centered=False)``.
 
     ``v = α·v + (1−α)·g²``; ``avg = sqrt(v) + eps`` (centered: ``sqrt(v − ḡ²) + eps``);
     momentum: ``b = μ·b + g/avg``, ``p −= lr·b``; else ``p −= lr·g/avg``.

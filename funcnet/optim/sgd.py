@@ -19,7 +19,8 @@ def SGD(
     *,
     maximize: bool = False,
 ) -> optax.GradientTransformation:
-    """``torch.optim.SGD(params, lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False, maximize=False)``.
+    """``torch.optim.SGD(params, lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False,
+    maximize=False)``.
 
     ``g ← −g`` (maximize); ``g ← g + wd·p``; momentum buffer ``b = g`` on the first step, then
     ``b = μ·b + (1−τ)·g``; ``g ← g + μ·b`` (nesterov) or ``b``; ``p ← p − lr·g``.

@@ -40,7 +40,7 @@ def _log(beta: Any) -> jax.Array | float:
 
 
 def pow_beta(beta: Any, t: jax.Array) -> jax.Array:
-    """``β^t`` (β a Python float or an array), via ``exp(t·log β)`` with ``log β`` in float64 when possible."""
+    """``β^t`` via ``exp(t·log β)``, with ``log β`` taken in float64 when β is a Python float."""
     return jnp.exp(t * _log(beta))
 
 
@@ -119,7 +119,9 @@ def scale_by_torch_adam(
 
     def init_fn(params):
         return TorchAdamState(
-            count=jnp.zeros((), jnp.int32), mu=_zeros(params), nu=_zeros(params),
+            count=jnp.zeros((), jnp.int32),
+            mu=_zeros(params),
+            nu=_zeros(params),
             nu_max=_zeros(params) if amsgrad else (),
         )
 
@@ -136,9 +138,7 @@ def scale_by_torch_adam(
             second = nu_max
         else:
             nu_max, second = (), nu
-        out = _tmap(
-            lambda m, v: (m / (jnp.sqrt(v) / _c(bc2_sqrt, v) + _c(eps, v))) / _c(bc1, m), mu, second
-        )
+        out = _tmap(lambda m, v: (m / (jnp.sqrt(v) / _c(bc2_sqrt, v) + _c(eps, v))) / _c(bc1, m), mu, second)
         return out, TorchAdamState(count=optax.safe_increment(state.count), mu=mu, nu=nu, nu_max=nu_max)
 
     return optax.GradientTransformation(init_fn, update_fn)
@@ -169,7 +169,9 @@ def scale_by_torch_adamax(
         beta1 = value_at(b1, state.count) if callable(b1) else b1
         bc1 = one_minus_pow(beta1, _step_f(state.count))
         mu = _tmap(lambda g, m: m + _c(1.0 - beta1, g) * (g - m), updates, state.mu)
-        inf_norm = _tmap(lambda g, u: jnp.maximum(_c(b2, u) * u, jnp.abs(g) + _c(eps, g)), updates, state.inf_norm)
+        inf_norm = _tmap(
+            lambda g, u: jnp.maximum(_c(b2, u) * u, jnp.abs(g) + _c(eps, g)), updates, state.inf_norm
+        )
         out = _tmap(lambda m, u: (m / u) / _c(bc1, m), mu, inf_norm)
         return out, TorchAdamaxState(count=optax.safe_increment(state.count), mu=mu, inf_norm=inf_norm)
 
@@ -197,8 +199,10 @@ def scale_by_torch_nadam(
 
     def init_fn(params):
         return TorchNAdamState(
-            count=jnp.zeros((), jnp.int32), mu_product=jnp.ones((), jnp.result_type(float)),
-            mu=_zeros(params), nu=_zeros(params),
+            count=jnp.zeros((), jnp.int32),
+            mu_product=jnp.ones((), jnp.result_type(float)),
+            mu=_zeros(params),
+            nu=_zeros(params),
         )
 
     def update_fn(updates, state, params=None):
@@ -257,7 +261,9 @@ def scale_by_torch_radam(
         rho_t = rho_inf - 2.0 * t * pow_beta(b2, t) / bc2
         use_rect = rho_t > 5.0
         rho_safe = jnp.where(use_rect, rho_t, 6.0)
-        rect = jnp.sqrt((rho_safe - 4) * (rho_safe - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_safe))
+        rect = jnp.sqrt(
+            (rho_safe - 4) * (rho_safe - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_safe)
+        )
         mu = _tmap(lambda g, m: m + _c(1.0 - beta1, g) * (g - m), updates, state.mu)
         nu = _tmap(lambda g, v: _c(b2, g) * v + _c(1.0 - b2, g) * (g * g), updates, state.nu)
 

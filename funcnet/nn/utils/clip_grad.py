@@ -17,9 +17,7 @@ import jax.numpy as jnp
 def _check_norm_type(norm_type: float) -> float:
     norm_type = float(norm_type)
     if not (norm_type > 0 or math.isinf(norm_type)):
-        raise ValueError(
-            f"funcnet.nn.utils.clip_grad_norm_: norm_type must be > 0 or inf, got {norm_type}"
-        )
+        raise ValueError(f"funcnet.nn.utils.clip_grad_norm_: norm_type must be > 0 or inf, got {norm_type}")
     return norm_type
 
 

@@ -17,11 +17,11 @@ Names are the dotted torch ``state_dict`` keys (``features.0.weight``).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Union
+from typing import Any
 
 import jax
 
-NameSpec = Union[Callable[[str], bool], str, Iterable[str]]
+NameSpec = Callable[[str], bool] | str | Iterable[str]
 
 
 def _key_str(k: Any) -> str:
@@ -105,7 +105,9 @@ def merge(trainable: Mapping, frozen: Mapping) -> dict:
                 if isinstance(out[k], Mapping) and isinstance(v, Mapping):
                     out[k] = _merge(out[k], v, f"{prefix}{k}.")
                 else:
-                    raise ValueError(f"merge: parameter '{prefix}{k}' is in both the trainable and frozen parts")
+                    raise ValueError(
+                        f"merge: parameter '{prefix}{k}' is in both the trainable and frozen parts"
+                    )
             else:
                 out[k] = v
         return out

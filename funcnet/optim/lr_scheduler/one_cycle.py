@@ -131,8 +131,11 @@ class OneCycleLR(LRSchedule):
     def _values(self) -> dict[str, float]:
         initial = self.lr / self.div_factor
         return {
-            "initial_lr": initial, "max_lr": self.lr, "min_lr": initial / self.final_div_factor,
-            "max_momentum": self.max_momentum, "base_momentum": self.base_momentum,
+            "initial_lr": initial,
+            "max_lr": self.lr,
+            "min_lr": initial / self.final_div_factor,
+            "max_momentum": self.max_momentum,
+            "base_momentum": self.base_momentum,
         }
 
     def lr_at(self, epoch: jax.Array) -> jax.Array:

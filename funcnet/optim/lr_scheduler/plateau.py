@@ -70,7 +70,9 @@ class ReduceLROnPlateau:
         if threshold_mode not in {"rel", "abs"}:
             raise ValueError("threshold mode " + threshold_mode + " is unknown!")
         if isinstance(min_lr, (list, tuple)):
-            raise TypeError("funcnet ReduceLROnPlateau: min_lr must be one float (per-group lists are not supported)")
+            raise TypeError(
+                "funcnet ReduceLROnPlateau: min_lr must be one float (per-group lists are not supported)"
+            )
         self.lr = float(lr)
         self.mode = mode
         self.factor = float(factor)
@@ -91,12 +93,16 @@ class ReduceLROnPlateau:
         """torch's state right after construction (``best`` = ±inf, counters 0)."""
         f = jnp.result_type(float)
         worst = jnp.inf if self.mode == "min" else -jnp.inf
+
         def zero() -> jax.Array:  # distinct buffers, so the state can be donated to jit
             return jnp.zeros((), jnp.int32)
 
         return PlateauState(
-            lr=jnp.asarray(self.lr, f), best=jnp.asarray(worst, f),
-            num_bad_epochs=zero(), cooldown_counter=zero(), last_epoch=zero(),
+            lr=jnp.asarray(self.lr, f),
+            best=jnp.asarray(worst, f),
+            num_bad_epochs=zero(),
+            cooldown_counter=zero(),
+            last_epoch=zero(),
         )
 
     def _is_better(self, a: jax.Array, best: jax.Array) -> jax.Array:
@@ -122,8 +128,11 @@ class ReduceLROnPlateau:
         cooldown_counter = jnp.where(reduce, self.cooldown, cooldown_counter)
         bad = jnp.where(reduce, 0, bad)
         return PlateauState(
-            lr=lr.astype(s.lr.dtype), best=best, num_bad_epochs=bad.astype(jnp.int32),
-            cooldown_counter=cooldown_counter.astype(jnp.int32), last_epoch=s.last_epoch + 1,
+            lr=lr.astype(s.lr.dtype),
+            best=best,
+            num_bad_epochs=bad.astype(jnp.int32),
+            cooldown_counter=cooldown_counter.astype(jnp.int32),
+            last_epoch=s.last_epoch + 1,
         )
 
     def step(self, state: Any, metric: Any) -> Any:

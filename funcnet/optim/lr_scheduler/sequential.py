@@ -38,7 +38,9 @@ class SequentialLR(LRSchedule):
             )
         for i, s in enumerate(schedulers):
             if not isinstance(s, LRSchedule):
-                raise TypeError(f"SequentialLR: scheduler {i} must be a funcnet LRSchedule, got {type(s).__name__}")
+                raise TypeError(
+                    f"SequentialLR: scheduler {i} must be a funcnet LRSchedule, got {type(s).__name__}"
+                )
             if s.steps_per_epoch != 1:
                 raise ValueError(
                     f"SequentialLR: scheduler {i} ({type(s).__name__}) has steps_per_epoch="
@@ -51,7 +53,7 @@ class SequentialLR(LRSchedule):
 
     def lr_at(self, epoch: jax.Array) -> jax.Array:
         out = self.schedulers[0].lr_at(epoch)
-        for m, s in zip(self.milestones, self.schedulers[1:]):
+        for m, s in zip(self.milestones, self.schedulers[1:], strict=True):
             out = jnp.where(epoch >= m, s.lr_at(jnp.maximum(epoch - m, 0)), out)
         return out
 

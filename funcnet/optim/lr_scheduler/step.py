@@ -25,13 +25,16 @@ class StepLR(LRSchedule):
         self.steps_per_epoch = _check_spe(steps_per_epoch)
 
     def lr_at(self, epoch: jax.Array) -> jax.Array:
-        return self.lr * jnp.power(_float(self.gamma), (epoch // self.step_size).astype(jnp.result_type(float)))
+        return self.lr * jnp.power(
+            _float(self.gamma), (epoch // self.step_size).astype(jnp.result_type(float))
+        )
 
 
 class MultiStepLR(LRSchedule):
     """``torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=0.1)``.
 
-    ``lr·γ^k`` with ``k`` = number of milestones ≤ e (a repeated milestone counts repeatedly, as torch's Counter).
+    ``lr·γ^k`` with ``k`` = number of milestones ≤ e (a repeated milestone counts repeatedly, as
+    torch's Counter).
     """
 
     def __init__(
@@ -110,7 +113,9 @@ class LambdaLR(LRSchedule):
     ``jnp`` operations (it is traced under ``jax.jit``); ``lambda e: 0.95 ** e`` works as is.
     """
 
-    def __init__(self, lr: float, lr_lambda: Callable[[jax.Array], jax.Array], *, steps_per_epoch: int = 1) -> None:
+    def __init__(
+        self, lr: float, lr_lambda: Callable[[jax.Array], jax.Array], *, steps_per_epoch: int = 1
+    ) -> None:
         if not callable(lr_lambda):
             raise TypeError(f"LambdaLR: lr_lambda must be callable, got {type(lr_lambda).__name__}")
         self.lr, self.lr_lambda = float(lr), lr_lambda
