@@ -95,7 +95,9 @@ def split_trainable(params: Mapping, trainable: NameSpec) -> tuple[dict, dict]:
 def merge(trainable: Mapping, frozen: Mapping) -> dict:
     """Deep-merge two nested dicts produced by ``split_trainable`` back into one parameter tree.
 
-    Raises ``ValueError`` naming the dotted key if both parts hold the same parameter.
+    Raises ``ValueError`` naming the dotted key if both parts hold the same parameter. The dotted
+    names are preserved; within a dict the frozen keys come after the trainable ones, so the key
+    order may differ from torch's ``state_dict`` order (jit and ``apply`` do not depend on it).
     """
 
     def _merge(a: Mapping, b: Mapping, prefix: str) -> dict:
