@@ -520,7 +520,9 @@ def _read_verified(path: str | os.PathLike) -> tuple[int, memoryview]:
     name = os.fspath(path)
     with open(path, "rb") as f:
         data = f.read()
-    if len(data) < len(MAGIC) or data[: len(MAGIC)] != MAGIC:
+    if len(data) < len(MAGIC) and MAGIC.startswith(data):
+        raise CorruptCheckpointError(f"funcnet.load({name!r}): truncated file: only {len(data)} bytes")
+    if data[: len(MAGIC)] != MAGIC:
         hint = ""
         if data[:2] == b"PK":
             hint = " It looks like a zip file (torch.save?): use funcnet.interop.torch.from_torch."
