@@ -47,7 +47,8 @@ def assert_identical(a, b):
         if hasattr(x, "dtype"):
             assert x.dtype == y.dtype and x.shape == y.shape
             assert getattr(x, "weak_type", False) == getattr(y, "weak_type", False)
-            np.testing.assert_array_equal(np.asarray(x).reshape(-1).view(np.uint8), np.asarray(y).reshape(-1).view(np.uint8))
+            bits = lambda v: np.asarray(v).reshape(-1).view(np.uint8)
+            np.testing.assert_array_equal(bits(x), bits(y))
         else:
             assert x == y or (x != x and y != y)
 
@@ -176,7 +177,8 @@ def test_optax_states_round_trip_exactly(tmp_path, rng, name):
         "s": jnp.asarray(1.5, jnp.float32),
     }
     state = tx.init(params)
-    grads = [jax.tree.map(lambda p: jnp.asarray(rng.standard_normal(p.shape), p.dtype), params) for _ in range(6)]
+    random_like = lambda p: jnp.asarray(rng.standard_normal(p.shape), p.dtype)
+    grads = [jax.tree.map(random_like, params) for _ in range(6)]
     update = jax.jit(tx.update)
     for g in grads[:3]:
         updates, state = update(g, state, params)
@@ -270,7 +272,8 @@ def test_numpy_reduce_and_funcnet_records_cannot_be_abused(tmp_path):
             funcnet.load(path)
     assert not marker.exists()
     # an object-dtype array record is data, never code
-    path.write_bytes(wrap_in_header(pickle.dumps(serialization._Array("object", (1,), b"\0" * 8, "numpy", False))))
+    record = serialization._Array("object", (1,), b"\0" * 8, "numpy", False)
+    path.write_bytes(wrap_in_header(pickle.dumps(record)))
     with pytest.raises(CorruptCheckpointError, match="invalid array record"):
         funcnet.load(path)
 
@@ -342,7 +345,10 @@ def test_truncated_files_give_a_clear_error(tmp_path, saved):
 def test_bit_flips_give_a_clear_error(tmp_path, saved, rng):
     _, data = saved
     bad = tmp_path / "bad.fnc"
-    expected = {0: "bad magic", 12: "format version", 20: "truncated|trailing", 28: "checksum", 59: "checksum"}
+    # header fields: magic 0-11, version 12-15, flags 16-19, length 20-27, digest 28-59
+    expected = {
+        0: "bad magic", 12: "format version", 20: "truncated|trailing", 28: "checksum", 59: "checksum",
+    }
     positions = list(expected) + list(rng.integers(HEADER.size, len(data), 25))
     for pos in positions:
         flipped = bytearray(data)
