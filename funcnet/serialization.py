@@ -17,8 +17,9 @@ funcnet's files avoid both:
 * **Atomic.** The file is written to a temporary file in the same folder,
   flushed, fsync'ed and renamed over the target, then the folder is fsync'ed:
   a crash at any moment leaves the old file or the new one, never a mix.
-* **Checked.** A 60-byte header (magic bytes, format version, flags, payload
-  length, SHA-256 of the payload) precedes the pickle. A truncated or
+* **Checked.** A 60-byte header precedes the pickle: 12 magic bytes, then
+  little-endian uint32 format version, uint32 flags, uint64 payload length,
+  and the SHA-256 of the payload followed by those first 28 header bytes. A truncated or
   corrupted file raises :class:`CorruptCheckpointError` naming what is wrong,
   never a partial object.
 * **Portable.** Arrays are brought to host numpy first (sharded arrays are
@@ -74,7 +75,9 @@ __all__ = [
 
 MAGIC = b"\x89FUNCNET\r\n\x1a\n"  # PNG-style: catches text-mode and truncation mangling
 FORMAT_VERSION = 1
-_HEADER = struct.Struct("<12sIIQ32s")  # magic, version, flags, payload length, sha256
+# magic, version, flags, payload length, sha256(payload + the header's first 28 bytes)
+_HEADER = struct.Struct("<12sIIQ32s")
+_PREFIX = struct.Struct("<12sIIQ")
 HEADER_SIZE = _HEADER.size
 _FLAG_ARBITRARY_PICKLE = 1  # written with save(..., weights_only=False)
 _PICKLE_PROTOCOL = 5
@@ -260,8 +263,8 @@ def gather_for_save(tree: Any) -> Any:
     return jax.tree.map(convert, tree)
 
 
-def _header(payload_len: int, digest: bytes, flags: int) -> bytes:
-    return _HEADER.pack(MAGIC, FORMAT_VERSION, flags, payload_len, digest)
+def _header_prefix(version: int, flags: int, payload_len: int) -> bytes:
+    return _PREFIX.pack(MAGIC, version, flags, payload_len)
 
 
 class _HashingWriter(io.RawIOBase):
@@ -347,7 +350,9 @@ def save(obj: Any, path: str | os.PathLike, *, weights_only: bool = True) -> Non
         writer = _HashingWriter(f)
         pickle.Pickler(writer, protocol=_PICKLE_PROTOCOL).dump(encoded)
         f.seek(0)
-        f.write(_header(writer.n, writer.sha.digest(), flags))
+        prefix = _header_prefix(FORMAT_VERSION, flags, writer.n)
+        writer.sha.update(prefix)  # the digest covers the header fields too
+        f.write(prefix + writer.sha.digest())
         f.seek(0, os.SEEK_END)
 
     _atomic_write(path, body)
@@ -549,10 +554,12 @@ def _read_verified(path: str | os.PathLike) -> tuple[int, memoryview]:
             f"funcnet.load({name!r}): the file is {what}: the header announces {length} payload bytes, "
             f"the file holds {len(payload)}"
         )
-    if hashlib.sha256(payload).digest() != digest:
+    sha = hashlib.sha256(payload)
+    sha.update(_header_prefix(version, flags, length))
+    if sha.digest() != digest:
         raise CorruptCheckpointError(
-            f"funcnet.load({name!r}): checksum mismatch: the file is corrupted (SHA-256 of the payload "
-            f"does not match its header)"
+            f"funcnet.load({name!r}): checksum mismatch: the file is corrupted (its SHA-256 does not "
+            f"match the header)"
         )
     return flags, payload
 

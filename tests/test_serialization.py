@@ -29,11 +29,13 @@ from funcnet.serialization import CorruptCheckpointError, UnsafeCheckpointError
 
 # The documented file layout, written out independently of the implementation.
 MAGIC = b"\x89FUNCNET\r\n\x1a\n"
-HEADER = struct.Struct("<12sIIQ32s")  # magic, version, flags, payload length, sha256(payload)
+HEADER = struct.Struct("<12sIIQ32s")  # magic, version, flags, payload length, digest
+# digest = sha256(payload + the first 28 header bytes)
 
 
 def wrap_in_header(payload: bytes, version: int = 1, flags: int = 0) -> bytes:
-    return HEADER.pack(MAGIC, version, flags, len(payload), hashlib.sha256(payload).digest()) + payload
+    prefix = struct.pack("<12sIIQ", MAGIC, version, flags, len(payload))
+    return prefix + hashlib.sha256(payload + prefix).digest() + payload
 
 
 def assert_identical(a, b):
@@ -60,7 +62,7 @@ def test_header_layout(tmp_path):
     magic, version, flags, length, digest = HEADER.unpack_from(data)
     assert (magic, version, flags) == (MAGIC, 1, 0)
     assert length == len(data) - HEADER.size
-    assert digest == hashlib.sha256(data[HEADER.size:]).digest()
+    assert digest == hashlib.sha256(data[HEADER.size:] + data[:28]).digest()
 
 
 def test_round_trip_of_a_mixed_tree(tmp_path, rng):
@@ -347,7 +349,8 @@ def test_bit_flips_give_a_clear_error(tmp_path, saved, rng):
     bad = tmp_path / "bad.fnc"
     # header fields: magic 0-11, version 12-15, flags 16-19, length 20-27, digest 28-59
     expected = {
-        0: "bad magic", 12: "format version", 20: "truncated|trailing", 28: "checksum", 59: "checksum",
+        0: "bad magic", 11: "bad magic", 12: "format version", 16: "checksum", 19: "checksum",
+        20: "truncated|trailing", 36: "checksum", 59: "checksum",
     }
     positions = list(expected) + list(rng.integers(HEADER.size, len(data), 25))
     for pos in positions:
