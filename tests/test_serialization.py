@@ -444,3 +444,15 @@ def test_sigkill_during_saves_leaves_a_loadable_checkpoint(tmp_path, rng):
         np.testing.assert_array_equal(got["data"], np.full(6_000_000, got["i"], np.float32))
     # The test hit writes in progress: a kill mid-write leaves its temp file behind.
     assert any(name.endswith(".tmp") for name in os.listdir(tmp_path))
+
+
+def test_train_state_round_trips(tmp_path):
+    from funcnet import nn
+    from funcnet.train import TrainState
+
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+    state = TrainState.create(model, optax.sgd(0.1, momentum=0.9), jax.random.key(0))
+    funcnet.save({"train_state": state, "epoch": 2}, tmp_path / "ts.fnc")
+    back = funcnet.load(tmp_path / "ts.fnc")
+    assert type(back["train_state"]) is TrainState and back["epoch"] == 2
+    assert_identical(back["train_state"], state)
