@@ -268,3 +268,44 @@ def test_resume_needs_the_rng_key_and_optimizer_state(tmp_path):
     d = step({**restored, "opt": tx.init(params)})
     assert not np.array_equal(a["params"]["w"], c["params"]["w"])
     assert not np.array_equal(a["params"]["w"], d["params"]["w"])
+
+
+_SHARDED = textwrap.dedent('''
+    import os, sys
+    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+    import jax, numpy as np
+    from jax.sharding import NamedSharding, PartitionSpec as P
+    import funcnet
+    from funcnet.checkpoint import CheckpointManager
+
+    mesh = jax.make_mesh((4,), ("d",))
+    rows = NamedSharding(mesh, P("d"))
+    state = {
+        "w": jax.device_put(np.arange(32, dtype=np.float32).reshape(8, 4), rows),
+        "keys": jax.device_put(jax.random.split(jax.random.key(0), 8), rows),
+        "devices": len(jax.devices()),
+    }
+    funcnet.save(state, sys.argv[1])
+    mgr = CheckpointManager(sys.argv[2])
+    mgr.save(1, state)
+    back = mgr.restore(target=state)
+    assert back["w"].sharding == rows and back["keys"].sharding == rows, (back["w"].sharding, rows)
+    np.testing.assert_array_equal(back["w"], state["w"])
+    print("ok")
+''')
+
+
+@pytest.mark.slow
+@pytest.mark.subprocess
+def test_sharded_arrays_save_and_load_on_one_device(tmp_path):
+    script = tmp_path / "sharded.py"
+    script.write_text(_SHARDED)
+    _run(script, tmp_path / "sharded.fnc", tmp_path / "ckpts")
+    assert len(jax.devices()) == 1
+    back = funcnet.load(tmp_path / "sharded.fnc")
+    assert back["devices"] == 4
+    np.testing.assert_array_equal(back["w"], np.arange(32, dtype=np.float32).reshape(8, 4))
+    np.testing.assert_array_equal(jax.random.key_data(back["keys"]),
+                                  jax.random.key_data(jax.random.split(jax.random.key(0), 8)))
+    restored = CheckpointManager(tmp_path / "ckpts").restore()
+    np.testing.assert_array_equal(restored["w"], back["w"])
