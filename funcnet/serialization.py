@@ -32,7 +32,8 @@ What can be saved (any nesting): ``dict`` (any of the key types below),
 ``set``/``frozenset``, ``str``, ``bytes``, ``int``, ``float``, ``complex``,
 ``bool``, ``None``, numpy arrays and scalars, ``numpy.dtype``, jax arrays, typed
 PRNG key arrays (``jax.random.key``: stored as ``key_data`` + impl name),
-and dataclasses defined under ``funcnet.``. Anything else raises ``TypeError``
+and dataclasses defined under ``funcnet.`` (other NamedTuple/dataclass classes
+once registered with :func:`add_safe_classes`). Anything else raises ``TypeError``
 naming its path in the tree, unless ``save(..., weights_only=False)`` which
 pickles it as-is (loading such a file then needs ``weights_only=False``).
 
@@ -67,6 +68,7 @@ __all__ = [
     "CorruptCheckpointError",
     "FORMAT_VERSION",
     "UnsafeCheckpointError",
+    "add_safe_classes",
     "atomic_write_bytes",
     "load",
     "save",
@@ -83,6 +85,7 @@ _FLAG_ARBITRARY_PICKLE = 1  # written with save(..., weights_only=False)
 _PICKLE_PROTOCOL = 5
 _TRUSTED_NAMEDTUPLE_ROOTS = ("optax", "funcnet")
 _TRUSTED_DATACLASS_ROOTS = ("funcnet",)
+_EXTRA_SAFE: set[tuple[str, str]] = set()  # (module, qualname) from add_safe_classes
 
 
 class UnsafeCheckpointError(pickle.UnpicklingError):
@@ -195,6 +198,8 @@ def _encode(x: Any, path: tuple, allow_pickle: bool) -> Any:
     if t in (set, frozenset):
         return t(_encode(v, path, allow_pickle) for v in x)
     if _is_namedtuple(x):
+        if not (allow_pickle or _is_safe_class(t, _TRUSTED_NAMEDTUPLE_ROOTS)):
+            raise _unsafe_class_error(t, "NamedTuple", _TRUSTED_NAMEDTUPLE_ROOTS, path)
         values = tuple(_encode(v, (*path, f), allow_pickle) for f, v in zip(t._fields, x, strict=True))
         return _NamedTuple(t.__module__, t.__qualname__, values)
     if isinstance(x, np.ndarray):
@@ -216,8 +221,9 @@ def _encode(x: Any, path: tuple, allow_pickle: bool) -> Any:
             impl = str(jax.random.key_impl(x))
             return _Key(impl, _encode(jax.random.key_data(x), (*path, "key_data"), allow_pickle))
         return _encode_numpy(_host_array(x), "jax", bool(getattr(x, "weak_type", False)), path)
-    if (dataclasses.is_dataclass(x) and not isinstance(x, type)
-            and _under(t.__module__, _TRUSTED_DATACLASS_ROOTS)):
+    if dataclasses.is_dataclass(x) and not isinstance(x, type):
+        if not (allow_pickle or _is_safe_class(t, _TRUSTED_DATACLASS_ROOTS)):
+            raise _unsafe_class_error(t, "dataclass", _TRUSTED_DATACLASS_ROOTS, path)
         return _Dataclass(t.__module__, t.__qualname__, tuple(
             (f.name, _encode(getattr(x, f.name), (*path, f.name), allow_pickle))
             for f in dataclasses.fields(x)))
@@ -229,6 +235,36 @@ def _encode(x: Any, path: tuple, allow_pickle: bool) -> Any:
         f"jax arrays, PRNG keys, and dataclasses defined under funcnet. Convert it (e.g. to a dict), or "
         f"pass weights_only=False to pickle it as-is (loading then needs weights_only=False too)."
     )
+
+
+def _is_safe_class(cls: type, roots: tuple[str, ...]) -> bool:
+    return _under(cls.__module__, roots) or (cls.__module__, cls.__qualname__) in _EXTRA_SAFE
+
+
+def _unsafe_class_error(cls: type, what: str, roots: tuple[str, ...], path: tuple) -> TypeError:
+    return TypeError(
+        f"funcnet.save: the {what} {cls.__module__}.{cls.__qualname__} at {_path_str(path)} would not load "
+        f"safely: only {what} classes under {', '.join(r + '.' for r in roots)} are rebuilt by default. "
+        f"Register it with funcnet.serialization.add_safe_classes({cls.__qualname__}) (before save and "
+        f"load), convert it to a dict, or pass weights_only=False."
+    )
+
+
+def add_safe_classes(*classes: type) -> None:
+    """Allow NamedTuple or dataclass ``classes`` in safe files (torch's ``add_safe_globals``).
+
+    By default only NamedTuples under ``optax.``/``funcnet.`` and dataclasses under
+    ``funcnet.`` are written and rebuilt. Registering a class lets ``save`` write it
+    and ``load`` rebuild it (NamedTuples via ``cls._make(values)``, dataclasses by
+    setting their fields, without running ``__init__``). Register it in every process
+    that loads such a file.
+    """
+    for cls in classes:
+        if not isinstance(cls, type) or not (
+            (issubclass(cls, tuple) and hasattr(cls, "_fields")) or dataclasses.is_dataclass(cls)
+        ):
+            raise TypeError(f"add_safe_classes: {cls!r} is not a NamedTuple or dataclass class")
+        _EXTRA_SAFE.add((cls.__module__, cls.__qualname__))
 
 
 def _host_array(x: Any) -> np.ndarray:
@@ -417,7 +453,7 @@ class _Decoder:
 
     def resolve(self, module: str, qualname: str, roots: tuple[str, ...], what: str) -> Any:
         module, qualname = str(module), str(qualname)
-        if not (self.trusted or _under(module, roots)):
+        if not (self.trusted or _under(module, roots) or (module, qualname) in _EXTRA_SAFE):
             raise self._error(
                 UnsafeCheckpointError,
                 f"the file asks for the {what} {module}.{qualname}; only classes under "

@@ -14,6 +14,7 @@ import sys
 import textwrap
 import time
 from collections import OrderedDict, defaultdict
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -306,22 +307,36 @@ def test_save_refuses_unknown_types_unless_weights_only_false(tmp_path):
 
 
 @dataclasses.dataclass(frozen=True)
-class _State:
+class UserState:
     step: int
     params: dict
 
 
-def test_dataclasses_only_under_funcnet(tmp_path, monkeypatch):
+class UserPair(NamedTuple):
+    first: object
+    second: object
+
+
+def test_other_namedtuples_and_dataclasses_need_registering(tmp_path, monkeypatch):
+    monkeypatch.setattr(serialization, "_EXTRA_SAFE", set())
     path = tmp_path / "a.fnc"
-    with pytest.raises(TypeError, match="_State"):
-        funcnet.save(_State(1, {}), path)  # defined in a test module, not under funcnet.
-    # the same class, as if defined in a funcnet module
-    monkeypatch.setattr(_State, "__module__", "funcnet.serialization")
-    monkeypatch.setattr(serialization, "_State", _State, raising=False)
-    funcnet.save({"s": _State(3, {"w": np.ones(2, np.float32)})}, path)
-    back = funcnet.load(path)["s"]
-    assert type(back) is _State and back.step == 3
-    np.testing.assert_array_equal(back.params["w"], np.ones(2, np.float32))
+    tree = {"s": UserState(3, {"w": np.ones(2, np.float32)}), "p": [UserPair(1, np.int8(2))]}
+    with pytest.raises(TypeError, match=r"dataclass .*UserState at \['s'\].*add_safe_classes"):
+        funcnet.save(tree, path)
+    with pytest.raises(TypeError, match=r"NamedTuple .*UserPair at \['p'\]\[0\].*add_safe_classes"):
+        funcnet.save({"p": tree["p"]}, path)
+    with pytest.raises(TypeError, match="not a NamedTuple or dataclass"):
+        serialization.add_safe_classes(dict)
+    serialization.add_safe_classes(UserState, UserPair)
+    funcnet.save(tree, path)
+    back = funcnet.load(path, as_numpy=True)
+    assert type(back["s"]) is UserState and back["s"].step == 3
+    np.testing.assert_array_equal(back["s"].params["w"], np.ones(2, np.float32))
+    assert type(back["p"][0]) is UserPair and back["p"][0] == (1, np.int8(2))
+    # a process that has not registered them refuses the file
+    monkeypatch.setattr(serialization, "_EXTRA_SAFE", set())
+    with pytest.raises(UnsafeCheckpointError, match="UserState"):
+        funcnet.load(path)
 
 
 # -- corruption -----------------------------------------------------------------------------

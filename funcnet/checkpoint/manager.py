@@ -7,16 +7,15 @@ metrics. Save *everything* a run depends on and a resumed run is bit-identical
 to one that never stopped::
 
     mgr = CheckpointManager("runs/exp1", keep=3, save_every=500, best_metric="val_loss", mode="min")
+    state = {"params": params, "buffers": buffers, "opt_state": tx.init(params),
+             "key": jax.random.key(0), "step": 0, "loader": loader.state_dict()}
     if mgr.latest() is not None:
-        state = mgr.restore()                       # the dict given to save, arrays as jax arrays
-        params, opt_state, key = state["params"], state["opt_state"], state["key"]
-        loader.load_state_dict(state["loader"]); step = state["step"]
-    for step in range(step, total):
-        ...
-        mgr.save(step + 1, {"params": params, "buffers": buffers, "opt_state": opt_state,
-                            "key": key, "step": step + 1, "epoch": epoch,
-                            "loader": loader.state_dict()},
-                 metrics={"val_loss": val_loss})    # written only when (step + 1) % 500 == 0
+        state = mgr.restore()              # exactly the dict given to save; arrays as jax arrays
+        loader.load_state_dict(state["loader"])
+    while state["step"] < total_steps:
+        state = train_step(state, next(batches))   # your jitted step; updates step and key
+        state["loader"] = loader.state_dict()
+        mgr.save(state["step"], state, metrics={"val_loss": val_loss})  # writes every 500th step
 
 ``step`` is whatever counter you save by (steps or epochs). Retention keeps
 the ``keep`` most recent checkpoints plus, with ``best_metric``, the best one
