@@ -38,7 +38,9 @@ def test_saves_every_n_and_keeps_the_last_k(tmp_path):
     key_data = jax.random.key_data
     np.testing.assert_array_equal(key_data(restored["key"]), key_data(jax.random.key(10)))
     assert mgr.restore(9)["step"] == 9
-    with pytest.raises(FileNotFoundError, match=r"step 6 .*saved steps: \[9, 10\]"):
+    assert mgr.save(jnp.asarray(12, jnp.int32), small_state(12)) is not None  # e.g. TrainState.step
+    assert mgr.steps() == [10, 12]
+    with pytest.raises(FileNotFoundError, match=r"step 6 .*saved steps: \[10, 12\]"):
         mgr.restore(6)
 
 
@@ -124,8 +126,9 @@ def test_argument_errors(tmp_path):
     with pytest.raises(ValueError, match="save_every"):
         CheckpointManager(tmp_path, save_every=0)
     mgr = CheckpointManager(tmp_path)
-    with pytest.raises(TypeError, match="step"):
-        mgr.save(-1, {})
+    for bad in (-1, 1.0, True, jnp.ones(2, jnp.int32)):
+        with pytest.raises(TypeError, match="step must be a non-negative int"):
+            mgr.save(bad, {})
     with pytest.raises(TypeError, match="metric 'x' must be a number"):
         mgr.save(1, {}, metrics={"x": "high"})
     with pytest.raises(ValueError, match="no best_metric"):

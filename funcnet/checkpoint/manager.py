@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import math
+import operator
 import os
 import re
 from typing import Any, NamedTuple
@@ -213,7 +214,8 @@ class CheckpointManager:
         """Write ``state`` as checkpoint ``step`` if ``should_save(step)`` (or ``force``).
 
         Args:
-            step: the step (or epoch) counter; a second save of the same step replaces it.
+            step: the step (or epoch) counter, an int or 0-d integer array; a second save of
+                the same step replaces it.
             state: any tree :func:`funcnet.save` accepts — params, buffers, optax state,
                 PRNG key, counters, ``loader.state_dict()``.
             metrics: numbers stored with the checkpoint (must hold ``best_metric`` if set).
@@ -223,8 +225,13 @@ class CheckpointManager:
             The file written, or ``None`` when nothing was written (not a save step, or
             not the writing process). Old checkpoints beyond ``keep`` are deleted after.
         """
-        if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        try:  # also numpy ints and 0-d integer jax arrays (TrainState.step)
+            index = -1 if isinstance(step, bool) else operator.index(step)
+        except TypeError:
+            index = -1
+        if index < 0:
             raise TypeError(f"CheckpointManager.save: step must be a non-negative int, got {step!r}")
+        step = index
         if not (force or self.should_save(step)):
             return None
         metrics = _plain_metrics(metrics)
