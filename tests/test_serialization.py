@@ -413,6 +413,8 @@ def test_a_failed_write_leaves_the_old_file(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert funcnet.load(path) == {"version": 1}
     assert os.listdir(tmp_path) == ["a.fnc"]  # no temp file left behind
+    with pytest.raises(FileNotFoundError, match="the folder .*nope.* does not exist"):
+        funcnet.save({}, tmp_path / "nope" / "a.fnc")
 
 
 _WRITER = textwrap.dedent("""

@@ -133,7 +133,7 @@ class CheckpointManager:
     def _remove_stale_temp_files(self) -> None:
         # Left by a process killed in the middle of a write; the target file itself is intact.
         for name in os.listdir(self.directory):
-            if name.startswith(f".{self.prefix}_") and name.endswith(".tmp"):
+            if name.startswith((f".{self.prefix}_", f".{_INDEX}.")) and name.endswith(".tmp"):
                 try:
                     os.unlink(os.path.join(self.directory, name))
                 except OSError:
