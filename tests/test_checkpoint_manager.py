@@ -142,6 +142,7 @@ _TRAIN = textwrap.dedent('''
     import funcnet
     from funcnet import nn
     from funcnet.checkpoint import CheckpointManager
+    from funcnet.utils.data import DataLoader, TensorDataset
 
     mode, ckpt_dir, out = sys.argv[1], sys.argv[2], sys.argv[5]
     n_steps, m_steps = int(sys.argv[3]), int(sys.argv[4])
@@ -157,21 +158,10 @@ _TRAIN = textwrap.dedent('''
         def forward(self, x):
             return self.fc2(self.drop(jax.nn.relu(self.bn(self.fc1(x)))))
 
-    class Order:
-        """Stands in for the DataLoader: a reshuffle per epoch; state_dict() is plain ints."""
-        def __init__(self, n, batch, seed):
-            self.n, self.batch, self.seed, self.epoch, self.pos = n, batch, seed, 0, 0
-        def next(self):
-            perm = np.random.default_rng(self.seed + self.epoch).permutation(self.n)
-            idx = perm[self.pos:self.pos + self.batch]
-            self.pos += self.batch
-            if self.pos >= self.n:
-                self.epoch, self.pos = self.epoch + 1, 0
-            return idx
-        def state_dict(self):
-            return {"epoch": self.epoch, "pos": self.pos, "seed": self.seed}
-        def load_state_dict(self, d):
-            self.epoch, self.pos, self.seed = d["epoch"], d["pos"], d["seed"]
+    def batches(loader):
+        """Endless batches, epoch after epoch; loader.state_dict() tracks the position."""
+        while True:
+            yield from loader
 
     data_rng = np.random.default_rng(0)
     X = data_rng.standard_normal((48, 8)).astype(np.float32)
@@ -189,32 +179,33 @@ _TRAIN = textwrap.dedent('''
         updates, opt_state = tx.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), buffers, opt_state, key, loss
 
-    def run(state, loader, steps, losses):
+    def run(state, loader, stream, steps, losses):
         params, buffers, opt_state, key = state["params"], state["buffers"], state["opt_state"], state["key"]
         for _ in range(steps):
-            idx = loader.next()
-            params, buffers, opt_state, key, loss = train_step(
-                params, buffers, opt_state, key, X[idx], Y[idx])
+            x, y = next(stream)
+            params, buffers, opt_state, key, loss = train_step(params, buffers, opt_state, key, x, y)
             losses.append(float(loss))
+        where = loader.state_dict()
         return {"params": params, "buffers": buffers, "opt_state": opt_state, "key": key,
-                "step": state["step"] + steps, "epoch": loader.epoch, "loader": loader.state_dict()}
+                "step": state["step"] + steps, "epoch": where["epoch"], "loader": where}
 
     mgr = CheckpointManager(ckpt_dir, keep=2)
     if mode == "first":
         params, buffers = model.init(jax.random.key(1))
         state = {"params": params, "buffers": buffers, "opt_state": tx.init(params),
                  "key": jax.random.key(2), "step": 0, "epoch": 0}
-        loader = Order(48, 16, seed=7)
+        loader = DataLoader(TensorDataset(X, Y), batch_size=16, shuffle=True, seed=7)
+        stream = batches(loader)
         losses = []
-        state = run(state, loader, n_steps, losses)
+        state = run(state, loader, stream, n_steps, losses)
         mgr.save(state["step"], state, metrics={"loss": losses[-1]})
-        state = run(state, loader, m_steps, losses)   # the uninterrupted run goes on
+        state = run(state, loader, stream, m_steps, losses)   # the uninterrupted run goes on
     else:
         state = mgr.restore()
-        loader = Order(48, 16, seed=0)
+        loader = DataLoader(TensorDataset(X, Y), batch_size=16, shuffle=True, seed=7)
         loader.load_state_dict(state["loader"])
         losses = []
-        state = run(state, loader, m_steps, losses)
+        state = run(state, loader, batches(loader), m_steps, losses)
     funcnet.save({"state": state, "losses": losses}, out)
 ''')
 
