@@ -77,6 +77,10 @@ def test_seed_net_weights_in_and_out(rng):
         expected = tnet(torch.from_numpy(x))
     assert_close(model.apply(variables, jnp.asarray(x)), expected, rtol=1e-5, atol=1e-5)
 
+    from_module = from_torch(model, tnet)  # the torch model itself works too
+    assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(from_module), jax.tree.leaves(variables),
+                                                     strict=True))
+
     exported = to_torch(model, variables)
     assert list(exported) == list(tnet.state_dict())
     for key, tensor in tnet.state_dict().items():

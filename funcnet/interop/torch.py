@@ -73,7 +73,7 @@ def _as_state_dict(obj: Any, where: str) -> Mapping:
 
 def from_torch(
     model: Module,
-    state_dict_or_path: Mapping | str | os.PathLike,
+    state_dict_or_path: Any,
     strict: bool = True,
     into: Variables | None = None,
 ) -> Variables:
@@ -81,9 +81,9 @@ def from_torch(
 
     Args:
         model: the funcnet model (torch's key names and layouts).
-        state_dict_or_path: ``torch_model.state_dict()`` (tensors or arrays), or the path of a
-            ``torch.save(state_dict, path)`` file, read with ``torch.load(weights_only=True)``
-            on CPU (so the file cannot run code).
+        state_dict_or_path: ``torch_model.state_dict()`` (tensors or arrays), the torch model
+            itself, or the path of a ``torch.save(state_dict, path)`` file, read with
+            ``torch.load(weights_only=True)`` on CPU (so the file cannot run code).
         strict: as ``torch.nn.Module.load_state_dict``: missing/unexpected keys raise
             ``RuntimeError('Error(s) in loading state_dict for ...')``. Size mismatches raise
             even when not strict.
@@ -101,6 +101,8 @@ def from_torch(
         obj = torch.load(state_dict_or_path, map_location="cpu", weights_only=True)
     else:
         where, obj = "the argument", state_dict_or_path
+        if callable(getattr(obj, "state_dict", None)) and not isinstance(obj, Mapping):
+            obj = obj.state_dict()  # a torch.nn.Module itself
     sd = _as_state_dict(obj, where)
     arrays = {k: tensor_to_numpy(v) if hasattr(v, "detach") else np.asarray(v) for k, v in sd.items()}
     variables, incompatible = model.load_state_dict(arrays, strict=strict, into=into)
