@@ -49,7 +49,9 @@ def leaky_relu(input: jax.Array, negative_slope: float = 0.01, inplace: bool = F
 
 def elu(input: jax.Array, alpha: float = 1.0, inplace: bool = False) -> jax.Array:
     """``F.elu``: x if x > 0 else alpha·(eˣ − 1)."""
-    negative = jnp.asarray(alpha, input.dtype) * jnp.expm1(jnp.minimum(input, 0))
+    # where, not minimum: jnp.minimum splits the gradient 50/50 at a tie (x = 0).
+    clamped = jnp.where(input > 0, jnp.zeros((), input.dtype), input)
+    negative = jnp.asarray(alpha, input.dtype) * jnp.expm1(clamped)
     return jnp.where(input > 0, input, negative)
 
 
@@ -85,8 +87,10 @@ def tanh(input: jax.Array) -> jax.Array:
 def softplus(input: jax.Array, beta: float = 1.0, threshold: float = 20.0) -> jax.Array:
     """``F.softplus``: log(1 + e^(βx))/β, and x itself where βx > threshold (torch's linear region)."""
     scaled = input * jnp.asarray(beta, input.dtype)
-    smooth = jnp.log1p(jnp.exp(jnp.minimum(scaled, threshold))) / jnp.asarray(beta, input.dtype)
-    return jnp.where(scaled > threshold, input, smooth)
+    linear = scaled > threshold
+    clamped = jnp.where(linear, jnp.asarray(threshold, input.dtype), scaled)
+    smooth = jnp.log1p(jnp.exp(clamped)) / jnp.asarray(beta, input.dtype)
+    return jnp.where(linear, input, smooth)
 
 
 def _softmax_dim(name: str, ndim: int, dim: int | None) -> int:
