@@ -10,7 +10,8 @@ from funcnet.nn.module import Module
 
 
 def _dim(dim: int, ndim: int) -> int | None:
-    """``dim`` wrapped into ``[0, ndim)``, or None when out of range."""
+    """``dim`` wrapped into ``[0, ndim)``, or None when out of range (a 0-d array counts as 1-d, as torch)."""
+    ndim = max(ndim, 1)
     d = dim + ndim if dim < 0 else dim
     return d if 0 <= d < ndim else None
 
@@ -18,7 +19,8 @@ def _dim(dim: int, ndim: int) -> int | None:
 class Flatten(Module):
     """``torch.nn.Flatten(start_dim=1, end_dim=-1)``: merge dims ``start_dim..end_dim`` into one.
 
-    ``[N, C, H, W]`` → ``[N, C·H·W]`` with the defaults. A 0-d input becomes ``[1]`` as in torch.
+    ``[N, C, H, W]`` → ``[N, C·H·W]`` with the defaults. A 0-d input counts as 1-d and
+    becomes ``[1]`` (with start_dim 0 or -1), as in torch.
     """
 
     def __init__(self, start_dim: int = 1, end_dim: int = -1) -> None:
@@ -27,13 +29,13 @@ class Flatten(Module):
         self.end_dim = end_dim
 
     def forward(self, x: jax.Array) -> jax.Array:
-        if x.ndim == 0:
-            return x.reshape(1)
         start, end = _dim(self.start_dim, x.ndim), _dim(self.end_dim, x.ndim)
         if start is None or end is None or start > end:
             raise self.shape_error(
                 f"[...] with dims start_dim={self.start_dim} to end_dim={self.end_dim} in order", x.shape
             )
+        if x.ndim == 0:
+            return x.reshape(1)
         merged = 1
         for s in x.shape[start:end + 1]:
             merged *= s
