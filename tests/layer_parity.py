@@ -17,30 +17,32 @@ def _is_float(a) -> bool:
 def check_function(jfn, tfn, args, rtol=1e-5, atol=1e-6, seed=0, grads=True, jit=True):
     """``jfn(*jax_args)`` vs ``tfn(*torch_args)``: outputs, and gradients w.r.t. every float arg.
 
-    ``jit=True`` compiles once per call (fast for one-off shapes); ``jit=False`` runs eagerly
-    (fast when many calls share shapes but close over different Python constants).
+    The gradient is that of ``sum(out * cot)`` for a random cotangent ``cot``. Output and
+    gradients come from one compiled function (``jit=True``, fast for one-off shapes);
+    ``jit=False`` runs eagerly (fast when many calls share shapes but close over
+    different Python constants).
     """
     maybe_jit = jax.jit if jit else (lambda f: f)
     args = [np.asarray(a) for a in args]
-    out_j = maybe_jit(jfn)(*[jnp.asarray(a) for a in args])  # one compile, not one per eager op
-    t_args = [torch.tensor(a, requires_grad=grads and _is_float(a)) for a in args]
+    float_idx = [i for i, a in enumerate(args) if grads and _is_float(a)]
+    t_args = [torch.tensor(a, requires_grad=i in float_idx) for i, a in enumerate(args)]
     out_t = tfn(*t_args)
-    assert tuple(out_j.shape) == tuple(out_t.shape), (out_j.shape, out_t.shape)
-    assert_close(out_j, out_t, rtol=rtol, atol=atol)
-    if not grads:
-        return out_j
-    float_idx = [i for i, a in enumerate(args) if _is_float(a)]
     cot = np.random.default_rng(seed).standard_normal(out_t.shape).astype(np.float32)
+    if float_idx:
+        (out_t * torch.tensor(cot)).sum().backward()
 
-    def loss(*float_args):
-        full = [jnp.asarray(a) for a in args]
+    def loss(float_args, other_args):
+        full = list(other_args)
         for i, a in zip(float_idx, float_args, strict=True):
             full[i] = a
-        return jnp.sum(jfn(*full) * cot)
+        out = jfn(*full)
+        return jnp.sum(out * cot) if out.shape == cot.shape else jnp.sum(out), out
 
-    grad_fn = maybe_jit(jax.grad(loss, argnums=tuple(range(len(float_idx)))))
-    g_j = grad_fn(*[jnp.asarray(args[i]) for i in float_idx])
-    (out_t * torch.tensor(cot)).sum().backward()
+    jax_args = [jnp.asarray(a) for a in args]
+    floats = [jax_args[i] for i in float_idx]
+    (_, out_j), g_j = maybe_jit(jax.value_and_grad(loss, has_aux=True))(floats, jax_args)
+    assert tuple(out_j.shape) == tuple(out_t.shape), (out_j.shape, out_t.shape)
+    assert_close(out_j, out_t, rtol=rtol, atol=atol)
     for gj, i in zip(g_j, float_idx, strict=True):
         assert_close(gj, t_args[i].grad, rtol=rtol, atol=max(atol, 1e-5))
     return out_j
@@ -72,21 +74,22 @@ def check_module(fmodule, tmodule, x, seed=0, rtol=1e-5, atol=1e-6, randomize_pa
     load_into_torch(tmodule, fmodule, params, buffers)
     tmodule.eval()
     x = np.asarray(x)
-    out_j = jax.jit(lambda p, xx: fmodule.apply(p, xx, buffers=buffers))(params, jnp.asarray(x))
     tx = torch.tensor(x, requires_grad=_is_float(x))
     out_t = tmodule(tx.clone() if tx.requires_grad else tx)  # clone: torch inplace=True on a leaf
-    assert tuple(out_j.shape) == tuple(out_t.shape), (out_j.shape, out_t.shape)
-    assert_close(out_j, out_t, rtol=rtol, atol=atol)
     cot = np.random.default_rng(seed + 1).standard_normal(out_t.shape).astype(np.float32)
+    (out_t * torch.tensor(cot)).sum().backward()
 
     def loss(p, xx):
-        return jnp.sum(fmodule.apply(p, xx, buffers=buffers) * cot)
+        out = fmodule.apply(p, xx, buffers=buffers)
+        return (jnp.sum(out * cot) if out.shape == cot.shape else jnp.sum(out)), out
 
-    if _is_float(x):
-        gp, gx = jax.jit(jax.grad(loss, argnums=(0, 1)))(params, jnp.asarray(x))
-    else:
-        gp, gx = jax.jit(jax.grad(loss))(params, jnp.asarray(x)), None
-    (out_t * torch.tensor(cot)).sum().backward()
+    argnums = (0, 1) if _is_float(x) else 0
+    (_, out_j), grads = jax.jit(jax.value_and_grad(loss, argnums=argnums, has_aux=True))(
+        params, jnp.asarray(x)
+    )  # output and gradients from one compiled function
+    gp, gx = grads if _is_float(x) else (grads, None)
+    assert tuple(out_j.shape) == tuple(out_t.shape), (out_j.shape, out_t.shape)
+    assert_close(out_j, out_t, rtol=rtol, atol=atol)
     if gx is not None:
         assert_close(gx, tx.grad, rtol=rtol, atol=max(atol, 1e-5))
     named = dict(tmodule.named_parameters())
