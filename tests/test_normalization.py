@@ -222,3 +222,16 @@ def test_normalize_matches_torch(p, dim, shape, rng):
 def test_normalize_zero_rows_have_finite_gradients_like_torch(p):
     x = np.array([[0.0, 0.0, 0.0], [1e-14, 0.0, -2e-14], [1.0, 2.0, -2.0]], np.float32)
     check_function(lambda a: F.normalize(a, p=p), lambda a: TF.normalize(a, p=p), [x], rtol=1e-4)
+
+
+def test_bfloat16_compute_dtype_through_a_model(rng):
+    net = nn.Sequential(
+        nn.Embedding(10, 8), nn.LayerNorm(8), nn.Flatten(), nn.Unflatten(1, (4, 2, 4)),
+        nn.GroupNorm(2, 4), nn.InstanceNorm2d(4, affine=True), nn.GELU(),
+    )
+    v = net.init(jax.random.key(0))
+    idx = jnp.asarray(rng.integers(0, 10, (3, 4)))
+    full = net.apply(v, idx)
+    half = jax.jit(lambda vv, i: net.apply(vv, i, compute_dtype=jnp.bfloat16))(v, idx)
+    assert full.dtype == jnp.float32 and half.dtype == jnp.bfloat16 and full.shape == (3, 4, 2, 4)
+    np.testing.assert_allclose(np.asarray(half, np.float32), np.asarray(full), rtol=0.05, atol=0.05)
