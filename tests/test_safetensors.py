@@ -12,7 +12,7 @@ from safetensors.torch import save_file as torch_save_file
 from funcnet import nn
 from funcnet.interop import load_safetensors, save_safetensors
 
-from .conftest import assert_close
+from conftest import assert_close
 
 
 def make_model():
