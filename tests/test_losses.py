@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import os
 import warnings
+import zlib
 
 import jax
 import jax.numpy as jnp
@@ -49,6 +51,12 @@ def compare(jfn, tfn, args, grad_args=(0,), rtol=1e-5, atol=1e-6, seed=0):
         assert_close(g, t_args[i].grad, rtol=rtol, atol=atol)
 
 
+def seed_of(*parts) -> int:
+    """A seed stable across processes (``hash`` of a str is salted per process); setting
+    ``FUNCNET_TEST_SEED`` draws other inputs (to probe the tolerances)."""
+    return zlib.crc32(repr((parts, os.environ.get("FUNCNET_TEST_SEED", ""))).encode())
+
+
 def randn(rng, *shape):
     return rng.standard_normal(shape).astype(np.float32)
 
@@ -72,7 +80,7 @@ def index_target(rng, shape, n_classes, ignore_index=None, p_ignore=0.3):
 @pytest.mark.parametrize("ignore", [None, -100, 1])
 @pytest.mark.parametrize("label_smoothing", [0.0, 0.15])
 def test_cross_entropy_index_targets(shape, n_classes, reduction, weighted, ignore, label_smoothing):
-    rng = np.random.default_rng(hash((shape, reduction, weighted, ignore, label_smoothing)) % 2**32)
+    rng = np.random.default_rng(seed_of(shape, reduction, weighted, ignore, label_smoothing))
     x = randn(rng, *shape) * 2
     y = index_target(rng, shape, n_classes, ignore)
     if ignore is not None and y.size > 1 and (y != ignore).all():
@@ -92,7 +100,7 @@ def test_cross_entropy_index_targets(shape, n_classes, reduction, weighted, igno
 @pytest.mark.parametrize("weighted", [False, True])
 @pytest.mark.parametrize("label_smoothing", [0.0, 0.2])
 def test_cross_entropy_probability_targets(shape, n_classes, reduction, weighted, label_smoothing):
-    rng = np.random.default_rng(hash((shape, reduction, weighted, label_smoothing)) % 2**32)
+    rng = np.random.default_rng(seed_of(shape, reduction, weighted, label_smoothing))
     x = randn(rng, *shape) * 2
     class_dim = 0 if len(shape) == 1 else 1
     t = np.asarray(jax.nn.softmax(randn(rng, *shape), axis=class_dim))
@@ -106,7 +114,7 @@ def test_cross_entropy_probability_targets(shape, n_classes, reduction, weighted
     )
 
 
-@settings(max_examples=8, deadline=None)
+@settings(max_examples=6, deadline=None)
 @given(
     n=st.integers(1, 3), c=st.integers(1, 4), k=st.lists(st.integers(1, 2), max_size=2),
     reduction=st.sampled_from(REDUCTIONS), weighted=st.booleans(),
@@ -147,7 +155,7 @@ def test_cross_entropy_all_ignored(label_smoothing, weighted):
 @pytest.mark.parametrize("weighted", [False, True])
 @pytest.mark.parametrize("ignore", [None, 2])
 def test_nll_loss(shape, n_classes, reduction, weighted, ignore):
-    rng = np.random.default_rng(hash((shape, reduction, weighted, ignore)) % 2**32)
+    rng = np.random.default_rng(seed_of(shape, reduction, weighted, ignore))
     x = np.asarray(jax.nn.log_softmax(randn(rng, *shape), axis=0 if len(shape) == 1 else 1))
     y = index_target(rng, shape, n_classes, ignore)
     w = rng.uniform(0.2, 2.0, n_classes).astype(np.float32) if weighted else None
@@ -168,6 +176,17 @@ def test_cross_entropy_jit_and_int32_targets():
     expected = TF.cross_entropy(torch.tensor(x), torch.tensor(y), weight=torch.tensor(w), label_smoothing=0.1)
     assert_close(eager, expected)
     assert_close(jitted, expected)
+
+
+def test_per_example_losses_by_vmap_and_small_integer_targets():
+    rng = np.random.default_rng(10)
+    x, y = randn(rng, 5, 4), rng.integers(0, 4, 5)
+    y[2] = 1
+    expected = TF.cross_entropy(torch.tensor(x), torch.tensor(y), ignore_index=1, reduction="none")
+    per_example = jax.vmap(lambda a, b: F.cross_entropy(a, b, ignore_index=1, reduction="none"))(x, y)
+    assert_close(per_example, expected)
+    for dtype in (jnp.uint8, jnp.int8, jnp.int16, jnp.int32):
+        assert_close(F.cross_entropy(x, jnp.asarray(y, dtype), ignore_index=1, reduction="none"), expected)
 
 
 def test_out_of_range_index_raises_eagerly_and_is_nan_under_jit():
@@ -200,7 +219,7 @@ def _weight_variants(rng, shape):
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("weight_kind", [0, 1, 2])
 def test_binary_cross_entropy(shape, reduction, weight_kind):
-    rng = np.random.default_rng(hash((shape, reduction, weight_kind)) % 2**32)
+    rng = np.random.default_rng(seed_of(shape, reduction, weight_kind))
     x = rng.uniform(0.02, 0.98, shape).astype(np.float32)
     t = rng.uniform(0, 1, shape).astype(np.float32)
     w = _weight_variants(rng, shape)[weight_kind]
@@ -228,7 +247,7 @@ def test_binary_cross_entropy_edges_match_torch_clamp_and_epsilon():
 @pytest.mark.parametrize("weighted", [False, True])
 @pytest.mark.parametrize("pos_weighted", [False, True])
 def test_bce_with_logits(shape, reduction, weighted, pos_weighted):
-    rng = np.random.default_rng(hash((shape, reduction, weighted, pos_weighted)) % 2**32)
+    rng = np.random.default_rng(seed_of(shape, reduction, weighted, pos_weighted))
     x = randn(rng, *shape) * 3
     t = (rng.random(shape) < 0.5).astype(np.float32) * rng.uniform(0.5, 1, shape).astype(np.float32)
     w = rng.uniform(0.2, 2, shape[-1:]).astype(np.float32) if weighted else None
@@ -272,7 +291,7 @@ REG_SHAPES = [(), (3, 4), (2, 3, 4)]
     + [("huber_loss", {"delta": d}) for d in (0.5, 1.0, 2.0)],
 )
 def test_regression_losses(shape, reduction, name, kw):
-    rng = np.random.default_rng(hash((shape, reduction, name, tuple(kw.items()))) % 2**32)
+    rng = np.random.default_rng(seed_of(shape, reduction, name, tuple(kw.items())))
     x, y = randn(rng, *shape) * 2, randn(rng, *shape) * 2
     compare(
         lambda a, b: getattr(F, name)(a, b, reduction=reduction, **kw),
@@ -284,7 +303,7 @@ def test_regression_losses(shape, reduction, name, kw):
 @pytest.mark.parametrize("name", ["mse_loss", "l1_loss", "huber_loss"])
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 def test_regression_losses_with_weight(name, reduction):
-    rng = np.random.default_rng(hash((name, reduction)) % 2**32)
+    rng = np.random.default_rng(seed_of(name, reduction))
     x, y, w = randn(rng, 4, 3), randn(rng, 4, 3), rng.uniform(0.1, 2, (4, 3)).astype(np.float32)
     compare(
         lambda a, b: getattr(F, name)(a, b, reduction=reduction, weight=w),
@@ -316,7 +335,7 @@ def test_l1_and_smooth_l1_gradient_is_zero_where_input_equals_target():
 @pytest.mark.parametrize("reduction", REDUCTIONS + ("batchmean",))
 @pytest.mark.parametrize("log_target", [False, True])
 def test_kl_div(shape, reduction, log_target):
-    rng = np.random.default_rng(hash((shape, reduction, log_target)) % 2**32)
+    rng = np.random.default_rng(seed_of(shape, reduction, log_target))
     axis = -1 if shape else None
     x = np.asarray(jax.nn.log_softmax(randn(rng, *shape), axis=axis) if shape else randn(rng) - 1)
     t = np.asarray(jax.nn.log_softmax(randn(rng, *shape), axis=axis) if shape else randn(rng) - 1)

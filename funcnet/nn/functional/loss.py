@@ -11,9 +11,15 @@ Differences from torch, all deliberate:
 
 * Class-index targets may have any integer dtype (JAX defaults to int32; torch wants int64/uint8).
 * Value checks (class index in ``[0, C)``, BCE input/target in ``[0, 1]``) need concrete values, so
-  they run eagerly only. Under ``jax.jit`` (traced values) no exception is possible: a non-ignored
-  out-of-range class index makes its loss term, and so any 'mean'/'sum', **NaN**; a BCE input
-  outside ``[0, 1]`` gives NaN (log of a negative); a BCE target outside ``[0, 1]`` is used as is.
+  they run only on arrays that are not traced (eager calls; under ``jax.grad`` the labels are
+  usually still concrete, the differentiated input is not). On traced values (``jax.jit``,
+  ``vmap``) no exception is possible: a non-ignored out-of-range class index makes its loss term,
+  and so any 'mean'/'sum', **NaN** (never a silently wrong class); a BCE input outside ``[0, 1]``
+  gives NaN (log of a negative); a BCE target outside ``[0, 1]`` is used as is.
+* ``binary_cross_entropy`` and ``binary_cross_entropy_with_logits`` use torch's explicit backward
+  formulas (``jax.custom_vjp``), so gradients round as torch's and BCE's edge gradients at
+  ``x ∈ {0, 1}`` are torch's finite values. torch refuses gradients w.r.t. ``weight`` and
+  ``pos_weight`` (constants); funcnet returns their mathematical derivatives.
 * ``label_smoothing`` must lie in ``[0, 1]`` for every target kind (torch only checks it for
   probability targets and computes silently with a negative value for index targets).
 * Shape/dtype errors are ``funcnet.nn.ShapeError`` / ``TypeError`` / ``ValueError`` with the
@@ -376,6 +382,47 @@ def binary_cross_entropy(
     return _reduce(loss, reduction)
 
 
+# BCE with logits: torch's forward ((1-t)·x - (1+(pw-1)·t)·logσ(x)) and its explicit backward
+# formulas (aten binary_cross_entropy_with_logits_backward / _target_backward), which round
+# differently from the autodiff of the forward where terms cancel.
+@jax.custom_vjp
+def _bce_logits_terms(x: jax.Array, t: jax.Array) -> jax.Array:
+    return (1 - t) * x - jax.nn.log_sigmoid(x)
+
+
+def _bce_logits_fwd(x: jax.Array, t: jax.Array) -> tuple[jax.Array, tuple[jax.Array, jax.Array]]:
+    return _bce_logits_terms(x, t), (x, t)
+
+
+def _bce_logits_bwd(res: tuple[jax.Array, jax.Array], g: jax.Array) -> tuple[jax.Array, jax.Array]:
+    x, t = res
+    return g * (jax.nn.sigmoid(x) - t), g * -x
+
+
+_bce_logits_terms.defvjp(_bce_logits_fwd, _bce_logits_bwd)
+
+
+@jax.custom_vjp
+def _bce_logits_pos_terms(x: jax.Array, t: jax.Array, pw: jax.Array) -> jax.Array:
+    return (1 - t) * x - ((pw - 1) * t + 1) * jax.nn.log_sigmoid(x)
+
+
+def _bce_logits_pos_fwd(x: jax.Array, t: jax.Array, pw: jax.Array) -> tuple[jax.Array, tuple]:
+    return _bce_logits_pos_terms(x, t, pw), (x, t, pw)
+
+
+def _bce_logits_pos_bwd(res: tuple, g: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    x, t, pw = res
+    pt = pw * t
+    log_sig = jax.nn.log_sigmoid(x)
+    grad_x = (pt + 1 - t) * jax.nn.sigmoid(x) - pt
+    grad_t = jax.nn.log_sigmoid(-x) - log_sig * pw
+    return g * grad_x, g * grad_t, g * -(t * log_sig)
+
+
+_bce_logits_pos_terms.defvjp(_bce_logits_pos_fwd, _bce_logits_pos_bwd)
+
+
 def binary_cross_entropy_with_logits(
     input: ArrayLike,
     target: ArrayLike,
@@ -398,12 +445,12 @@ def binary_cross_entropy_with_logits(
     _check_same_size(name, input, target)
     dtype = jnp.result_type(input, target)
     input, target = input.astype(dtype), target.astype(dtype)
-    log_sigmoid = jax.nn.log_sigmoid(input)
-    if pos_weight is not None:
+    if pos_weight is None:
+        loss = _bce_logits_terms(input, target)
+    else:
         pos_weight = _float_array(pos_weight)
         _check_elementwise_weight(name, "pos_weight", pos_weight, input.shape)
-        log_sigmoid = log_sigmoid * ((pos_weight.astype(dtype) - 1) * target + 1)
-    loss = (1 - target) * input - log_sigmoid
+        loss = _bce_logits_pos_terms(input, target, jnp.broadcast_to(pos_weight.astype(dtype), input.shape))
     if weight is not None:
         weight = _float_array(weight)
         _check_elementwise_weight(name, "weight", weight, input.shape)
