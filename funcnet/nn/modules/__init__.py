@@ -21,6 +21,17 @@ from funcnet.nn.modules.dropout import Dropout, Dropout2d
 from funcnet.nn.modules.embedding import Embedding
 from funcnet.nn.modules.flatten import Flatten, Unflatten
 from funcnet.nn.modules.linear import Identity, Linear
+from funcnet.nn.modules.loss import (
+    BCELoss,
+    BCEWithLogitsLoss,
+    CrossEntropyLoss,
+    HuberLoss,
+    KLDivLoss,
+    L1Loss,
+    MSELoss,
+    NLLLoss,
+    SmoothL1Loss,
+)
 from funcnet.nn.modules.normalization import (
     GroupNorm,
     InstanceNorm1d,
@@ -30,12 +41,44 @@ from funcnet.nn.modules.normalization import (
 )
 
 __all__ = [
-    "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "Dropout", "Dropout2d", "Identity", "Linear",
-    "ModuleDict", "ModuleList", "Sequential",
-]
-__all__ += [
-    "ELU", "GELU", "Hardtanh", "LeakyReLU", "LogSoftmax", "Mish", "ReLU", "ReLU6", "Sigmoid", "SiLU",
-    "Softmax", "Softplus", "Tanh",
-    "GroupNorm", "InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d", "LayerNorm",
-    "Embedding", "Flatten", "Unflatten",
+    "BatchNorm1d",
+    "BatchNorm2d",
+    "BatchNorm3d",
+    "BCELoss",
+    "BCEWithLogitsLoss",
+    "CrossEntropyLoss",
+    "Dropout",
+    "Dropout2d",
+    "ELU",
+    "Embedding",
+    "Flatten",
+    "GELU",
+    "GroupNorm",
+    "Hardtanh",
+    "HuberLoss",
+    "Identity",
+    "InstanceNorm1d",
+    "InstanceNorm2d",
+    "InstanceNorm3d",
+    "KLDivLoss",
+    "L1Loss",
+    "LayerNorm",
+    "LeakyReLU",
+    "Linear",
+    "LogSoftmax",
+    "Mish",
+    "ModuleDict",
+    "ModuleList",
+    "MSELoss",
+    "NLLLoss",
+    "ReLU",
+    "ReLU6",
+    "Sequential",
+    "Sigmoid",
+    "SiLU",
+    "SmoothL1Loss",
+    "Softmax",
+    "Softplus",
+    "Tanh",
+    "Unflatten",
 ]
