@@ -66,7 +66,10 @@ def _options(spec: Any, path: str, module: Module, per_channel: bool, reduce_ran
         )
     unknown = set(value) - set(defaults)
     if unknown:
-        raise TypeError(f"unknown quantization option(s) {sorted(unknown)}; known: {sorted(defaults)}")
+        raise TypeError(
+            f"qconfig_spec[{key!r}]: unknown quantization options {sorted(unknown)}; "
+            f"known options: {sorted(defaults)}"
+        )
     return {**defaults, **value}
 
 
@@ -116,8 +119,7 @@ def quantize_dynamic(
         qconfig_spec = {Linear}
 
     qmodel = copy.deepcopy(model)
-    qparams = _copy_tree(params)
-    replaced: dict[int, QuantizedLinear] = {}
+    replaced: dict[int, tuple[QuantizedLinear, dict]] = {}
     for path, module in qmodel.named_modules():
         if not isinstance(module, Linear):
             continue
@@ -133,20 +135,31 @@ def quantize_dynamic(
                 f"quantize_dynamic: no parameters for {type(model).__name__}.{path} (Linear) "
                 f"in the given variables; expected keys {[f'{path}.{k}' for k in module._parameters]}"
             ) from None
-        qlinear, qweights = QuantizedLinear.from_float(module, weights, **options)
-        replaced[id(module)] = qlinear
         if not parts:
+            qlinear, qweights = QuantizedLinear.from_float(module, weights, **options)
             return qlinear, Variables(qweights, buffers)
-        _lookup(qparams, parts[:-1])[parts[-1]] = qweights
+        replaced[id(module)] = QuantizedLinear.from_float(module, weights, **options)
 
-    # Swap every registration of a replaced Linear (shared modules included), in
-    # place in the copied parents' registries so that the order of children, and
-    # hence Sequential's order of calls and the state_dict order, is unchanged.
-    for parent in qmodel.modules():
+    # Swap every registration of a replaced Linear (a shared module is registered
+    # under several names, as in torch's state_dict), in place in the copied
+    # parents' registries so that the order of children, and hence Sequential's
+    # order of calls and the state_dict order, is unchanged.
+    qparams = _copy_tree(params)
+
+    def swap(parent: Module, path: tuple[str, ...]) -> None:
         children = parent._modules
         for name, child in children.items():
             if id(child) in replaced:
-                children[name] = replaced[id(child)]
+                qlinear, qweights = replaced[id(child)]
+                children[name] = qlinear
+                node = qparams
+                for part in path:
+                    node = node.setdefault(part, {})
+                node[name] = dict(qweights)
+            else:
+                swap(child, (*path, name))
+
+    swap(qmodel, ())
     return qmodel, Variables(qparams, buffers)
 
 

@@ -29,7 +29,7 @@ they are not trainable (int8 has no gradient).
 
 from __future__ import annotations
 
-from typing import Any
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -113,26 +113,10 @@ class QuantizedLinear(Module):
                 f"{self.path} (QuantizedLinear): weight must be int8, got {weight.dtype}; "
                 f"load the variables returned by quantize_dynamic"
             )
-        qmin, qmax = (0, 127) if self.reduce_range else (0, 255)
-        x_scale, x_zp = observers.activation_qparams(x, self.reduce_range)
-        x_q = observers.quantize_activation(x, x_scale, x_zp, qmin, qmax)
-        # x_q - offset fits int8 ([0, 127] as is; [0, 255] shifted by 128), so the
-        # product is an int8 x int8 -> int32 dot; the offsets are folded back in
-        # through the column sums of the weight.
-        offset = 0 if self.reduce_range else 128
-        x_s = (x_q - offset).astype(jnp.int8)
-        acc = jax.lax.dot_general(
-            x_s, weight, (((x.ndim - 1,), (1,)), ((), ())), preferred_element_type=jnp.int32
+        bias = self.bias.astype(jnp.float32) if "bias" in self._parameters else None
+        out = dynamic_linear(
+            x, weight, self.scale.astype(jnp.float32), self.zero_point, bias, self.reduce_range
         )
-        col_sums = jnp.sum(weight.astype(jnp.int32), axis=1)
-        acc = acc + (offset - x_zp) * col_sums
-        # Weight zero points are 0 for torch's symmetric observers; kept general.
-        w_zp = self.zero_point.astype(jnp.int32)
-        x_sums = jnp.sum(x_q - x_zp, axis=-1, keepdims=True)
-        acc = acc - x_sums * w_zp
-        out = acc.astype(jnp.float32) * (x_scale * self.scale.astype(jnp.float32))
-        if "bias" in self._parameters:
-            out = out + self.bias.astype(jnp.float32)
         return out.astype(x.dtype)
 
     def extra_repr(self) -> str:
@@ -141,3 +125,42 @@ class QuantizedLinear(Module):
             f"in_features={self.in_features}, out_features={self.out_features}, "
             f"dtype=int8, qscheme={qscheme}"
         )
+
+
+@partial(jax.jit, static_argnames="reduce_range")
+def dynamic_linear(
+    x: jax.Array,
+    weight: jax.Array,
+    scale: jax.Array,
+    zero_point: jax.Array,
+    bias: jax.Array | None = None,
+    reduce_range: bool = True,
+) -> jax.Array:
+    """The arithmetic of ``quantized::linear_dynamic`` (fbgemm), as one jitted function.
+
+    Args:
+        x: float ``[..., in]``; quantized to uint8 with parameters from the whole tensor.
+        weight: int8 ``[out, in]``; ``scale``/``zero_point``: ``()`` or ``[out]``.
+        bias: float32 ``[out]`` or None.
+
+    Returns:
+        float32 ``[..., out]``.
+    """
+    qmin, qmax = (0, 127) if reduce_range else (0, 255)
+    x_scale, x_zp = observers.activation_qparams(x, reduce_range)
+    x_q = observers.quantize_activation(x, x_scale, x_zp, qmin, qmax)
+    # x_q - offset fits int8 ([0, 127] as is; [0, 255] shifted by 128), so the
+    # product is an int8 x int8 -> int32 dot; the offsets are folded back in
+    # through the row sums of the weight.
+    offset = 0 if reduce_range else 128
+    x_s = (x_q - offset).astype(jnp.int8)
+    acc = jax.lax.dot_general(
+        x_s, weight, (((x.ndim - 1,), (1,)), ((), ())), preferred_element_type=jnp.int32
+    )
+    acc = acc + (offset - x_zp) * jnp.sum(weight.astype(jnp.int32), axis=1)
+    # Weight zero points are 0 for torch's symmetric observers; kept general.
+    x_sums = jnp.sum(x_q - x_zp, axis=-1, keepdims=True)
+    acc = acc - x_sums * zero_point.astype(jnp.int32)
+    # fbgemm's ReQuantizeForFloat: float(acc) * (s_x * s_w) + bias
+    out = acc.astype(jnp.float32) * (x_scale * scale)
+    return out if bias is None else out + bias
