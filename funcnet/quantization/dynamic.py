@@ -106,6 +106,13 @@ def quantize_dynamic(
         ``QuantizedLinear`` under the same names, and its ``Variables`` (other
         parameters and buffers are shared, unchanged). Use as any model:
         ``qmodel.apply(qvariables, x)``, under ``jax.jit`` too.
+
+    Differences from torch: a Linear registered under several names (shared) is
+    quantized under all of them (torch swaps only its first registration and
+    leaves the others float); types in ``qconfig_spec`` are matched exactly, as
+    torch does, so subclasses of ``nn.Linear`` are not swapped unless listed; a
+    submodule referenced only from a plain Python list or dict (not registered)
+    is not found, as in torch.
     """
     if jnp.dtype(dtype) != jnp.int8:
         raise NotImplementedError(f"quantize_dynamic supports dtype=jnp.int8 only, got {jnp.dtype(dtype)}")
