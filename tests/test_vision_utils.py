@@ -177,7 +177,7 @@ def test_save_image_format_argument_and_jpeg(rng, tmp_path):
 def test_plot_history_writes_png(tmp_path):
     as_lists = {"loss": [1.0, 0.6, 0.4], "val_loss": [1.1, 0.8, 0.7], "accuracy": [0.5, 0.7, 0.8], "lr": [0.1] * 3}
     fig = plot_history(as_lists, tmp_path / "lists.png")
-    assert [ax.get_ylabel() for ax in fig.axes] == ["loss", "acc"]
+    assert [ax.get_ylabel() for ax in fig.axes] == ["loss", "accuracy"]
     assert [line.get_label() for line in fig.axes[0].get_lines()] == ["loss", "val_loss"]
     as_dicts = [{"loss": 1.0, "epoch_time": "1s"}, {"loss": 0.5, "val_accuracy": 0.9}, {"loss": 0.3}]
     plot_history(as_dicts, tmp_path / "dicts.png", title="run")

@@ -84,7 +84,7 @@ def plot_history(
             xs, ys = zip(*points)
             ax.plot(xs, ys, marker="o" if len(points) < 30 else None, markersize=3, label=name)
         ax.set_xlabel("epoch")
-        ax.set_ylabel(metric)
+        ax.set_ylabel({"acc": "accuracy"}.get(metric, metric))
         ax.grid(True, alpha=0.3)
         ax.legend()
     if title:
