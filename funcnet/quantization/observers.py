@@ -117,6 +117,13 @@ def activation_qparams(
 
     Returns:
         ``(scale, zero_point)``: float32 and int32 scalars.
+
+    The scale equals torch's (its double result rounded to float32) bit for bit.
+    The zero point equals torch's except when ``-min * (qmax - qmin) / (max - min)``
+    is within float32 rounding of a half-integer — e.g. an exactly symmetric range
+    with ``reduce_range=False`` (127.5) — where torch's choice depends on the
+    rounding noise of its double arithmetic; a zero point one step off changes
+    only values that then clamp at ``qmax``.
     """
     if reduce_range:
         qmin, qmax = qmin // 2, qmax // 2
