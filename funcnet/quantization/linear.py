@@ -24,7 +24,9 @@ Differences from torch: torch keeps all of this in one opaque ``_packed_params``
 object (its module-level ``scale``/``zero_point`` are the unused output
 parameters, 1.0 and 0); here they are plain arrays under readable keys. The
 arrays are declared as ``Parameter`` so that ``apply(params, x)`` works, but
-they are not trainable (int8 has no gradient).
+they are not trainable (int8 has no gradient). With ``apply(..., compute_dtype=bf16)``
+the float ``scale``/``bias`` are read in bfloat16 like every float parameter; use
+float32 (the default) for torch parity.
 """
 
 from __future__ import annotations
