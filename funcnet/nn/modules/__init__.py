@@ -1,6 +1,6 @@
 """The layer catalogue, one family per file (torch.nn.modules layout)."""
 
-from funcnet.nn.modules.batchnorm import BatchNorm1d, BatchNorm2d, BatchNorm3d
+from funcnet.nn.modules.batchnorm import BatchNorm1d, BatchNorm2d, BatchNorm3d, SyncBatchNorm
 from funcnet.nn.modules.container import ModuleDict, ModuleList, Sequential
 from funcnet.nn.modules.dropout import Dropout, Dropout2d
 from funcnet.nn.modules.linear import Identity, Linear
@@ -9,3 +9,4 @@ __all__ = [
     "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "Dropout", "Dropout2d", "Identity", "Linear",
     "ModuleDict", "ModuleList", "Sequential",
 ]
+__all__ += ["SyncBatchNorm"]
