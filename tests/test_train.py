@@ -171,3 +171,22 @@ def test_keyboard_interrupt_returns_history(data):
     state, history = fit(model, state, Interrupting(), loss_fn=cross_entropy, optimizer=optimizer, epochs=5,
                          progress=False)
     assert len(history) == 2 and int(state.step) == 2 * len(loader)
+
+
+def test_fit_compiled_mode_equals_step_mode_with_a_dataloader(data):
+    from funcnet.utils.data import DataLoader, TensorDataset
+
+    x, y = data
+    model, optimizer = Net(), optax.sgd(0.05, momentum=0.9)
+    results = []
+    for compiled in (False, True):
+        loader = DataLoader(TensorDataset(x, y), batch_size=64, shuffle=True, seed=3)  # 300 = 4·64 + 44
+        state = TrainState.create(model, optimizer, jax.random.key(0))
+        state, history = fit(model, state, loader, loss_fn=cross_entropy, optimizer=optimizer, epochs=2,
+                             progress=False, compiled=compiled)
+        results.append((state, history))
+    (a, ha), (b, hb) = results
+    same = jax.tree.map(lambda u, v: np.array_equal(np.asarray(u), np.asarray(v)),
+                        (a.params, a.buffers, a.step), (b.params, b.buffers, b.step))
+    assert all(jax.tree.leaves(same)), same
+    assert [h["loss"] for h in ha] == [h["loss"] for h in hb]

@@ -206,8 +206,11 @@ def _device_arrays(loader: Any):
 
 
 def _compiled_epoch(epoch_fn, state, loader, data, epoch):
-    full, tail = loader.epoch_indices(epoch)
-    return epoch_fn(state, data, jnp.asarray(full), None if tail is None else jnp.asarray(tail))
+    indices, mask = jax.device_get(loader.epoch_indices(epoch, with_mask=True))
+    if mask.all():
+        return epoch_fn(state, data, jnp.asarray(indices))
+    # A partial last batch runs after the scan, with its own shape, as in the step loop.
+    return epoch_fn(state, data, jnp.asarray(indices[:-1]), jnp.asarray(indices[-1][mask[-1]]))
 
 
 __all__ = ["NonFiniteLossError", "current_lr", "evaluate", "fit"]
