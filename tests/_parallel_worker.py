@@ -2,6 +2,7 @@
 
     python -m tests._parallel_worker equivalence OUT   # 8 simulated CPU devices (XLA_FLAGS)
     python -m tests._parallel_worker chained OUT       # 200 steps, no waits by the caller
+    python -m tests._parallel_worker equivalence,chained OUT   # both, one process
     python -m tests._parallel_worker dist OUT          # one of several processes (torch env vars)
 
 Each scenario writes ``.npz`` files of flat state dicts under OUT; the tests compare them
@@ -58,23 +59,32 @@ def data(n: int = GLOBAL_BATCH * STEPS) -> tuple[np.ndarray, np.ndarray]:
     return rng.normal(size=(n, IN)).astype(np.float32), rng.integers(0, CLASSES, n).astype(np.int32)
 
 
+_VARIABLES: list = []
+
+
 def initial_state(model):
+    """A fresh state (new buffers, safe to donate). All the test models have the same parameter
+    tree, so the variables are made once (host copies: the same on every process and device count)."""
     import jax
 
+    from funcnet.nn import Variables
     from funcnet.train import TrainState
 
-    variables = jax.jit(model.init)(jax.random.PRNGKey(0))  # same values on every process and device count
+    if not _VARIABLES:
+        _VARIABLES.append(jax.device_get(jax.jit(model.init)(jax.random.PRNGKey(0))))
+    variables = Variables(*jax.tree.map(jax.numpy.asarray, tuple(_VARIABLES[0])))
     return TrainState.create(model, optimizer(), jax.random.PRNGKey(1), variables=variables)
 
 
 def flat(model, state) -> dict[str, np.ndarray]:
+    from funcnet.nn import Variables
     from funcnet.parallel import gather
 
-    host = gather((state.params, state.buffers))
+    host = gather(Variables(state.params, state.buffers))
     return {k: np.asarray(v) for k, v in model.state_dict(host).items()}
 
 
-def _loader(n_devices_split=None, device=None, batch_size=GLOBAL_BATCH, sampler=None):
+def _loader(device=None, batch_size=GLOBAL_BATCH, sampler=None):
     from funcnet.utils.data import DataLoader, TensorDataset
 
     x, y = data()
@@ -90,27 +100,25 @@ def equivalence(out: str) -> None:
     assert jax.device_count() == 8, jax.devices()
     results = {}
 
-    def run_pmap(p, sync, key_run=0):
-        model = make_model(p, sync)
-        step = PmapTrainStep(model, loss_fn, optimizer())
+    def run_pmap(p, sync, model=None, step=None):
+        model = make_model(p, sync) if model is None else model
+        step = PmapTrainStep(model, loss_fn, optimizer()) if step is None else step
         state = step.replicate(initial_state(model))
         running = M.empty()
         for batch in _loader(device=PerDeviceSplit()):
             state, running = step.accumulate(state, running, batch)
-        return model, step.unreplicate(state), M.compute(running), state
+        return model, step.unreplicate(state), M.compute(running), state, step
 
-    model, state, logs, replicated = run_pmap(0.0, sync=True)
+    model, state, logs, replicated, _ = run_pmap(0.0, sync=True)
     np.savez(f"{out}/pmap_sync.npz", **flat(model, state))
     results["pmap_sync_loss"] = logs["loss"]
     # every device holds the same parameters
     leaves = jax.tree.leaves(gather(replicated.params))
     results["pmap_replicas_equal"] = all(bool((leaf == leaf[:1]).all()) for leaf in leaves)
 
-    model, state, _, _ = run_pmap(0.0, sync=False)
-    np.savez(f"{out}/pmap_local_bn.npz", **flat(model, state))
-    model, state, _, _ = run_pmap(0.5, sync=True)
+    model, state, _, _, step = run_pmap(0.5, sync=True)
     np.savez(f"{out}/pmap_dropout_a.npz", **flat(model, state))
-    model, state, _, _ = run_pmap(0.5, sync=True)
+    model, state, _, _, _ = run_pmap(0.5, sync=True, model=model, step=step)  # same step, fresh state
     np.savez(f"{out}/pmap_dropout_b.npz", **flat(model, state))
 
     def run_sharded(p, shard_params):
@@ -134,31 +142,9 @@ def equivalence(out: str) -> None:
     from funcnet.distributed import save_on_main
 
     checkpoint = {"model": flat(model, state), "step": int(gather(state.step))}
-    save_on_main(checkpoint, f"{out}/fsdp_checkpoint", save_fn=save_checkpoint)
+    save_on_main(checkpoint, f"{out}/fsdp_checkpoint.fn")
     with open(f"{out}/results.json", "w") as f:
         json.dump(results, f)
-
-
-def save_checkpoint(obj, path) -> None:
-    """``funcnet.save`` when the checkpoint module is present; until it lands on this branch,
-    a plain-numpy stand-in (``.npz``) — NUMPY FALLBACK, replace once funcnet.save is merged."""
-    try:
-        from funcnet import save
-    except (ImportError, AttributeError):
-        np.savez(f"{path}.npz", step=obj["step"], **obj["model"])
-        return
-    save(obj, f"{path}.fn")
-
-
-def load_checkpoint(path) -> dict:
-    """Counterpart of :func:`save_checkpoint` (NUMPY FALLBACK until funcnet.load is merged)."""
-    if os.path.exists(f"{path}.fn"):
-        from funcnet import load
-
-        return load(f"{path}.fn", as_numpy=True)
-    with np.load(f"{path}.npz") as z:
-        d = {k: z[k] for k in z.files}
-    return {"step": int(d.pop("step")), "model": d}
 
 
 def chained(out: str, steps: int = 200) -> None:
@@ -212,10 +198,9 @@ def dist(out: str) -> None:
         assert batch[0].shape == (GLOBAL_BATCH, IN), batch[0].shape  # the global array
         state, running = step.accumulate(state, running, batch)
     np.savez(f"{out}/rank{rank}.npz", **flat(model, state))
-    dist.save_on_main({"model": flat(model, state), "step": int(state.step)}, f"{out}/dist_checkpoint",
-                      save_fn=save_checkpoint)
+    dist.save_on_main({"model": flat(model, state), "step": int(state.step)}, f"{out}/dist_checkpoint.fn")
     # only process 0 wrote; after the barrier in save_on_main every process sees the file
-    written = os.path.exists(f"{out}/dist_checkpoint.npz") or os.path.exists(f"{out}/dist_checkpoint.fn")
+    written = os.path.exists(f"{out}/dist_checkpoint.fn")
     with open(f"{out}/rank{rank}.json", "w") as f:
         json.dump({"loss": M.compute(running)["loss"], "main": dist.is_main_process(), "written": written,
                    "samples": M.compute(running)["samples"]}, f)
@@ -224,6 +209,7 @@ def dist(out: str) -> None:
 
 
 if __name__ == "__main__":
-    scenario, out_dir = sys.argv[1], sys.argv[2]
-    {"equivalence": equivalence, "chained": chained, "dist": dist}[scenario](out_dir)
-    print(f"{scenario}: ok", flush=True)
+    scenarios, out_dir = sys.argv[1], sys.argv[2]
+    for scenario in scenarios.split(","):
+        {"equivalence": equivalence, "chained": chained, "dist": dist}[scenario](out_dir)
+        print(f"{scenario}: ok", flush=True)
