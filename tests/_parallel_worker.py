@@ -1,9 +1,11 @@
 """Worker for tests/test_parallel.py and tests/test_distributed.py, run in a subprocess.
 
-    python -m tests._parallel_worker equivalence OUT   # 8 simulated CPU devices (XLA_FLAGS)
-    python -m tests._parallel_worker chained OUT       # 200 steps, no waits by the caller
-    python -m tests._parallel_worker equivalence,chained OUT   # both, one process
-    python -m tests._parallel_worker dist OUT          # one of several processes (torch env vars)
+    python tests/_parallel_worker.py equivalence OUT   # 8 simulated CPU devices (XLA_FLAGS)
+    python tests/_parallel_worker.py chained OUT       # 200 steps, no waits by the caller
+    python tests/_parallel_worker.py equivalence,chained OUT   # both, one process
+    python tests/_parallel_worker.py dist OUT          # one of several processes (torch env vars)
+
+(with ``PYTHONPATH`` set to the checkout, see :func:`worker_env`).
 
 Each scenario writes ``.npz`` files of flat state dicts under OUT; the tests compare them
 with single-device training done in the pytest process itself. The model, data and
@@ -16,11 +18,20 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
+ROOT = Path(__file__).resolve().parent.parent
+WORKER = Path(__file__).resolve()
 IN, HIDDEN, CLASSES = 6, 16, 3
 GLOBAL_BATCH, STEPS, LR = 32, 4, 0.1
+
+
+def worker_env(**extra: str) -> dict[str, str]:
+    """The environment of a worker process: this checkout's funcnet first on the path, CPU only."""
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    return dict(os.environ, PYTHONPATH=path, JAX_PLATFORMS="cpu", **extra)
 
 
 def make_model(p: float = 0.0, sync: bool = False):

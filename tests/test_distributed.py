@@ -4,13 +4,13 @@ two-process JAX job over 127.0.0.1 on CPU (subprocesses, bounded in time, always
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import _parallel_worker as W
 import jax
 import numpy as np
 import pytest
@@ -19,9 +19,7 @@ import funcnet
 import funcnet.distributed as dist
 from funcnet.train import make_train_step
 from funcnet.train import metrics as M
-from tests import _parallel_worker as W
 
-ROOT = Path(__file__).resolve().parent.parent
 ENV_NAMES = ("MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK", "JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES",
              "JAX_PROCESS_ID", "JAX_COORDINATOR_BIND_ADDRESS")
 
@@ -129,10 +127,9 @@ def run_job(out: Path, world: int, timeout: float = 150) -> None:
     port = free_port()
     procs = []
     for rank in range(world):
-        env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world),
-                   RANK=str(rank), JAX_PLATFORMS="cpu")
+        env = W.worker_env(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank))
         env.pop("XLA_FLAGS", None)  # one CPU device per process
-        procs.append(subprocess.Popen([sys.executable, "-m", "tests._parallel_worker", "dist", str(out)], cwd=ROOT,
+        procs.append(subprocess.Popen([sys.executable, str(W.WORKER), "dist", str(out)], cwd=W.ROOT,
                                       env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
     deadline = time.monotonic() + timeout
     try:

@@ -5,11 +5,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
+from conftest import assert_close
 
 from funcnet import nn
 from funcnet.interop import from_torch, to_torch
-
-from .conftest import assert_close
 
 
 class Net(nn.Module):

@@ -8,12 +8,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
+from conftest import assert_close
 
 import funcnet
 import funcnet.nn as nn
 from funcnet.nn import functional as F
-
-from .conftest import assert_close
 
 
 class Net(nn.Module):

@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
+import _parallel_worker as W
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
+from conftest import assert_close
 
 import funcnet
 import funcnet.nn as nn
@@ -28,15 +29,11 @@ from funcnet.parallel._inflight import default_max_inflight
 from funcnet.train import make_train_step
 from funcnet.train import metrics as M
 from funcnet.utils.data import DataLoader, TensorDataset
-from tests import _parallel_worker as W
-from tests.conftest import assert_close
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def run_worker(scenario: str, out: Path, devices: int = 8, timeout: float = 240) -> subprocess.CompletedProcess:
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", JAX_PLATFORMS="cpu")
-    proc = subprocess.run([sys.executable, "-m", "tests._parallel_worker", scenario, str(out)], cwd=ROOT,
+    env = W.worker_env(XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+    proc = subprocess.run([sys.executable, str(W.WORKER), scenario, str(out)], cwd=W.ROOT,
                           env=env, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, f"{scenario} worker failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr[-4000:]}"
     return proc

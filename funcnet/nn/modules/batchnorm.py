@@ -67,6 +67,12 @@ class _BatchNorm(Module):
         xs = x.astype(stat_dtype)
         if use_batch_stats:
             replicas = _bound_axis_size(self.axis_name)
+            if (x.size // self.num_features) * (replicas or 1) == 1:
+                raise self.shape_error(
+                    f"{self._shape_text.format(C=self.num_features)} with more than 1 value per channel "
+                    f"(batch statistics)",
+                    x.shape,
+                )
             if replicas is None:
                 mean = jnp.mean(xs, axis=reduce_axes)
                 var = jnp.mean(jnp.square(xs - mean.reshape(bshape)), axis=reduce_axes)
