@@ -100,6 +100,15 @@ def resolve(
                 coordinator_bind_address=bind_address)
 
 
+_CLUSTER_VARIABLES = ("SLURM_JOB_ID", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "TPU_WORKER_HOSTNAMES",
+                      "CLOUD_TPU_TASK_ID", "MEGASCALE_COORDINATOR_ADDRESS")
+
+
+def _cluster_detected() -> bool:
+    """Variables of a launcher that ``jax.distributed.initialize`` can auto-detect."""
+    return any(os.environ.get(name) for name in _CLUSTER_VARIABLES)
+
+
 def init(
     coordinator_address: str | None = None,
     num_processes: int | None = None,
@@ -110,6 +119,7 @@ def init(
     cpu_collectives: str | None = "auto",
     initialization_timeout: int = 300,
     heartbeat_timeout_seconds: int = 100,
+    allow_single: bool = False,
     **kwargs: Any,
 ) -> bool:
     """Join this process to the distributed JAX job (``torch.distributed.init_process_group``).
@@ -129,6 +139,10 @@ def init(
             with "Multiprocess computations aren't implemented on the CPU backend"; a name
             (``"gloo"``, ``"mpi"``) sets it; ``None`` leaves JAX's setting alone.
         initialization_timeout / heartbeat_timeout_seconds: seconds, passed to JAX.
+        allow_single: when nothing describes a job (no address, world size or rank anywhere and
+            no Slurm/Open MPI/TPU-pod variables), run as a single process instead of failing —
+            so one script serves both cases. Off by default, as torch: a multi-host run with a
+            typo in its variables should fail, not train alone.
         **kwargs: anything else ``jax.distributed.initialize`` accepts.
 
     Returns:
@@ -138,6 +152,8 @@ def init(
         return False
     args = resolve(coordinator_address, num_processes, process_id, bind_address)
     if args["num_processes"] == 1:
+        return False
+    if allow_single and all(v is None for v in args.values()) and not _cluster_detected():
         return False
     if cpu_collectives == "auto":
         if jax.config.jax_cpu_collectives_implementation in (None, "", "none"):

@@ -115,6 +115,8 @@ def place_batch(batch: Any, sharding: NamedSharding) -> Any:
     def put(a: Any) -> Any:
         if not isinstance(a, (np.ndarray, np.generic, jax.Array)):
             return a
+        if isinstance(a, jax.Array) and (a.sharding == sharding or not a.is_fully_addressable):
+            return a  # already placed (e.g. by a DataLoader with device=sharding)
         if multihost:
             return jax.make_array_from_process_local_data(sharding, np.asarray(a))
         return jax.device_put(a, sharding)
@@ -225,7 +227,7 @@ class ShardedTrainStep:
     def _batch(self, batch: Any) -> Any:
         if self.batch_sharding.is_fully_addressable:
             return batch  # jit's in_shardings place host arrays
-        return batch if all(isinstance(a, jax.Array) for a in jax.tree.leaves(batch)) else self.place_batch(batch)
+        return self.place_batch(batch)  # several processes: local slices -> global arrays
 
     def __call__(self, state: TrainState, batch: Any, key: jax.Array | None = None):
         plain, keyed, _ = self._functions(state)
