@@ -256,3 +256,20 @@ def test_default_inflight_bound_only_for_cpu_multi_device():
         platform = "gpu"
 
     assert default_max_inflight([FakeGPU(), FakeGPU()]) is None
+
+
+def test_eval_steps_on_one_device_equal_make_eval_step():
+    from funcnet.parallel import PmapEvalStep, ShardedEvalStep, ShardedTrainStep
+    from funcnet.train import make_eval_step
+
+    model_ref, ref, _ = single_device_reference(0.0)
+    x, y = W.data(W.GLOBAL_BATCH)
+    expected = M.compute(make_eval_step(model_ref, W.loss_fn)(ref, (x, y)))
+    model = W.make_model(0.0, sync=True)
+    pmap_eval = PmapEvalStep(model, W.loss_fn)
+    replicated = PmapTrainStep(model, W.loss_fn, W.optimizer()).replicate(ref)
+    got = M.compute(pmap_eval.accumulate(replicated, M.empty(), pmap_eval.place_batch((x, y))))
+    assert got["loss"] == pytest.approx(expected["loss"], rel=1e-6) and got["accuracy"] == expected["accuracy"]
+    train = ShardedTrainStep(model, W.loss_fn, W.optimizer())
+    got = M.compute(ShardedEvalStep(model, W.loss_fn, train.mesh)(train.place_state(ref), (x, y)))
+    assert got["loss"] == pytest.approx(expected["loss"], rel=1e-6) and got["samples"] == W.GLOBAL_BATCH
