@@ -15,7 +15,7 @@ from funcnet.nn.modules.activation import (
     Softplus,
     Tanh,
 )
-from funcnet.nn.modules.batchnorm import BatchNorm1d, BatchNorm2d, BatchNorm3d
+from funcnet.nn.modules.batchnorm import BatchNorm1d, BatchNorm2d, BatchNorm3d, SyncBatchNorm
 from funcnet.nn.modules.container import ModuleDict, ModuleList, Sequential
 from funcnet.nn.modules.dropout import Dropout, Dropout2d
 from funcnet.nn.modules.embedding import Embedding
@@ -82,3 +82,4 @@ __all__ = [
     "Tanh",
     "Unflatten",
 ]
+__all__ += ["SyncBatchNorm"]
