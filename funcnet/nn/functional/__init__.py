@@ -3,6 +3,21 @@
 One file per family; this module re-exports them all.
 """
 
+from funcnet.nn.functional.activation import (
+    elu,
+    gelu,
+    hardtanh,
+    leaky_relu,
+    log_softmax,
+    mish,
+    relu,
+    relu6,
+    sigmoid,
+    silu,
+    softmax,
+    softplus,
+    tanh,
+)
 from funcnet.nn.functional.conv import (
     conv1d,
     conv2d,
@@ -13,6 +28,14 @@ from funcnet.nn.functional.conv import (
 )
 from funcnet.nn.functional.dropout import dropout, dropout2d
 from funcnet.nn.functional.linear import linear
+from funcnet.nn.functional.normalization import (
+    batch_norm,
+    group_norm,
+    instance_norm,
+    layer_norm,
+    normalize,
+)
+from funcnet.nn.functional.padding import pad
 from funcnet.nn.functional.pooling import (
     adaptive_avg_pool1d,
     adaptive_avg_pool2d,
@@ -27,6 +50,7 @@ from funcnet.nn.functional.pooling import (
     max_pool2d,
     max_pool3d,
 )
+from funcnet.nn.functional.sparse import embedding, one_hot
 
 __all__ = ["dropout", "dropout2d", "linear"]
 __all__ += [
@@ -36,4 +60,11 @@ __all__ += [
     "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d", "adaptive_max_pool1d",
     "adaptive_max_pool2d", "adaptive_max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d",
     "max_pool1d", "max_pool2d", "max_pool3d",
+]
+__all__ += [
+    "elu", "gelu", "hardtanh", "leaky_relu", "log_softmax", "mish", "relu", "relu6", "sigmoid", "silu",
+    "softmax", "softplus", "tanh",
+]
+__all__ += [
+    "batch_norm", "group_norm", "instance_norm", "layer_norm", "normalize", "pad", "embedding", "one_hot",
 ]

@@ -1,5 +1,20 @@
 """The layer catalogue, one family per file (torch.nn.modules layout)."""
 
+from funcnet.nn.modules.activation import (
+    ELU,
+    GELU,
+    Hardtanh,
+    LeakyReLU,
+    LogSoftmax,
+    Mish,
+    ReLU,
+    ReLU6,
+    Sigmoid,
+    SiLU,
+    Softmax,
+    Softplus,
+    Tanh,
+)
 from funcnet.nn.modules.batchnorm import BatchNorm1d, BatchNorm2d, BatchNorm3d
 from funcnet.nn.modules.container import ModuleDict, ModuleList, Sequential
 from funcnet.nn.modules.conv import (
@@ -11,7 +26,16 @@ from funcnet.nn.modules.conv import (
     ConvTranspose3d,
 )
 from funcnet.nn.modules.dropout import Dropout, Dropout2d
+from funcnet.nn.modules.embedding import Embedding
+from funcnet.nn.modules.flatten import Flatten, Unflatten
 from funcnet.nn.modules.linear import Identity, Linear
+from funcnet.nn.modules.normalization import (
+    GroupNorm,
+    InstanceNorm1d,
+    InstanceNorm2d,
+    InstanceNorm3d,
+    LayerNorm,
+)
 from funcnet.nn.modules.pooling import (
     AdaptiveAvgPool1d,
     AdaptiveAvgPool2d,
@@ -38,4 +62,10 @@ __all__ += [
     "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AdaptiveAvgPool3d", "AdaptiveMaxPool1d",
     "AdaptiveMaxPool2d", "AdaptiveMaxPool3d", "AvgPool1d", "AvgPool2d", "AvgPool3d", "MaxPool1d",
     "MaxPool2d", "MaxPool3d",
+]
+__all__ += [
+    "ELU", "GELU", "Hardtanh", "LeakyReLU", "LogSoftmax", "Mish", "ReLU", "ReLU6", "Sigmoid", "SiLU",
+    "Softmax", "Softplus", "Tanh",
+    "GroupNorm", "InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d", "LayerNorm",
+    "Embedding", "Flatten", "Unflatten",
 ]

@@ -64,6 +64,12 @@ class _BatchNorm(Module):
         stat_dtype = jnp.promote_types(x.dtype, jnp.float32)
         xs = x.astype(stat_dtype)
         if use_batch_stats:
+            if x.size // self.num_features == 1:
+                raise self.shape_error(
+                    f"{self._shape_text.format(C=self.num_features)} with more than 1 value per channel "
+                    f"(batch statistics)",
+                    x.shape,
+                )
             mean = jnp.mean(xs, axis=reduce_axes)
             var = jnp.mean(jnp.square(xs - mean.reshape(bshape)), axis=reduce_axes)
             if self.training and self.track_running_stats:
