@@ -28,6 +28,17 @@ from funcnet.nn.functional.conv import (
 )
 from funcnet.nn.functional.dropout import dropout, dropout2d
 from funcnet.nn.functional.linear import linear
+from funcnet.nn.functional.loss import (
+    binary_cross_entropy,
+    binary_cross_entropy_with_logits,
+    cross_entropy,
+    huber_loss,
+    kl_div,
+    l1_loss,
+    mse_loss,
+    nll_loss,
+    smooth_l1_loss,
+)
 from funcnet.nn.functional.normalization import (
     batch_norm,
     group_norm,
@@ -67,4 +78,8 @@ __all__ += [
 ]
 __all__ += [
     "batch_norm", "group_norm", "instance_norm", "layer_norm", "normalize", "pad", "embedding", "one_hot",
+]
+__all__ += [
+    "binary_cross_entropy", "binary_cross_entropy_with_logits", "cross_entropy", "huber_loss", "kl_div",
+    "l1_loss", "mse_loss", "nll_loss", "smooth_l1_loss",
 ]

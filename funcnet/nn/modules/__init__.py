@@ -29,6 +29,17 @@ from funcnet.nn.modules.dropout import Dropout, Dropout2d
 from funcnet.nn.modules.embedding import Embedding
 from funcnet.nn.modules.flatten import Flatten, Unflatten
 from funcnet.nn.modules.linear import Identity, Linear
+from funcnet.nn.modules.loss import (
+    BCELoss,
+    BCEWithLogitsLoss,
+    CrossEntropyLoss,
+    HuberLoss,
+    KLDivLoss,
+    L1Loss,
+    MSELoss,
+    NLLLoss,
+    SmoothL1Loss,
+)
 from funcnet.nn.modules.normalization import (
     GroupNorm,
     InstanceNorm1d,
@@ -68,4 +79,8 @@ __all__ += [
     "Softmax", "Softplus", "Tanh",
     "GroupNorm", "InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d", "LayerNorm",
     "Embedding", "Flatten", "Unflatten",
+]
+__all__ += [
+    "BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss", "HuberLoss", "KLDivLoss", "L1Loss", "MSELoss",
+    "NLLLoss", "SmoothL1Loss",
 ]
