@@ -139,7 +139,7 @@ def _max_poolnd(n: int, name: str, input: jax.Array, kernel_size, stride, paddin
         result = _gather_max(x, positions, return_indices)
     else:
         pads = _pool_padding(spatial, out, k, s, p, d)
-        y = lax.reduce_window(x, jnp.array(_lowest(x.dtype), x.dtype), lax.max, (1, 1) + k, (1, 1) + s,
+        y = lax.reduce_window(x, np.array(_lowest(x.dtype), x.dtype), lax.max, (1, 1) + k, (1, 1) + s,
                               [(0, 0), (0, 0)] + pads)
         result = y[(slice(None), slice(None)) + tuple(slice(0, o) for o in out)]
     if batched:
@@ -205,7 +205,7 @@ def _avg_poolnd(n: int, name: str, input: jax.Array, kernel_size, stride, paddin
     out = _out_sizes(name, spatial, k, s, p, d, ceil_mode)
     pads = _pool_padding(spatial, out, k, s, p, d)
     acc_dtype = jnp.promote_types(x.dtype, jnp.float32) if jnp.issubdtype(x.dtype, jnp.floating) else x.dtype
-    summed = lax.reduce_window(x.astype(acc_dtype), jnp.array(0, acc_dtype), lax.add, (1, 1) + k,
+    summed = lax.reduce_window(x.astype(acc_dtype), np.array(0, acc_dtype), lax.add, (1, 1) + k,
                                (1, 1) + s, [(0, 0), (0, 0)] + pads)
     summed = summed[(slice(None), slice(None)) + tuple(slice(0, o) for o in out)]
     if divisor_override is not None:
