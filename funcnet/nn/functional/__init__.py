@@ -18,6 +18,14 @@ from funcnet.nn.functional.activation import (
     softplus,
     tanh,
 )
+from funcnet.nn.functional.conv import (
+    conv1d,
+    conv2d,
+    conv3d,
+    conv_transpose1d,
+    conv_transpose2d,
+    conv_transpose3d,
+)
 from funcnet.nn.functional.dropout import dropout, dropout2d
 from funcnet.nn.functional.linear import linear
 from funcnet.nn.functional.loss import (
@@ -45,6 +53,12 @@ __all__ = [
     "batch_norm",
     "binary_cross_entropy",
     "binary_cross_entropy_with_logits",
+    "conv1d",
+    "conv2d",
+    "conv3d",
+    "conv_transpose1d",
+    "conv_transpose2d",
+    "conv_transpose3d",
     "cross_entropy",
     "dropout",
     "dropout2d",

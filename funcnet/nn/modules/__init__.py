@@ -17,6 +17,14 @@ from funcnet.nn.modules.activation import (
 )
 from funcnet.nn.modules.batchnorm import BatchNorm1d, BatchNorm2d, BatchNorm3d, SyncBatchNorm
 from funcnet.nn.modules.container import ModuleDict, ModuleList, Sequential
+from funcnet.nn.modules.conv import (
+    Conv1d,
+    Conv2d,
+    Conv3d,
+    ConvTranspose1d,
+    ConvTranspose2d,
+    ConvTranspose3d,
+)
 from funcnet.nn.modules.dropout import Dropout, Dropout2d
 from funcnet.nn.modules.embedding import Embedding
 from funcnet.nn.modules.flatten import Flatten, Unflatten
@@ -46,6 +54,12 @@ __all__ = [
     "BatchNorm3d",
     "BCELoss",
     "BCEWithLogitsLoss",
+    "Conv1d",
+    "Conv2d",
+    "Conv3d",
+    "ConvTranspose1d",
+    "ConvTranspose2d",
+    "ConvTranspose3d",
     "CrossEntropyLoss",
     "Dropout",
     "Dropout2d",
@@ -79,7 +93,7 @@ __all__ = [
     "SmoothL1Loss",
     "Softmax",
     "Softplus",
+    "SyncBatchNorm",
     "Tanh",
     "Unflatten",
 ]
-__all__ += ["SyncBatchNorm"]
