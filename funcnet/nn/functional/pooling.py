@@ -122,11 +122,11 @@ def _max_poolnd(n: int, name: str, input: jax.Array, kernel_size, stride, paddin
                 ceil_mode: bool, return_indices: bool):
     x, batched = _batched(input, n, name)
     k, s, p, d = _pool_args(name, n, kernel_size, stride, padding, dilation)
-    for kk, pp, dd in zip(k, p, d, strict=True):
-        if pp < 0 or pp > (dd * (kk - 1) + 1) // 2:
+    for kk, pp in zip(k, p, strict=True):
+        if pp < 0 or pp > kk // 2:  # torch 2.13 checks the undilated kernel size
             raise ValueError(
-                f"{name}: pad should be at most half of effective kernel size, but got pad={pp}, "
-                f"kernel_size={kk} and dilation={dd}"
+                f"{name}: pad should be smaller than or equal to half of kernel size, but got "
+                f"padding={p}, kernel_size={k}"
             )
     spatial = x.shape[2:]
     out = _out_sizes(name, spatial, k, s, p, d, ceil_mode)
@@ -139,7 +139,7 @@ def _max_poolnd(n: int, name: str, input: jax.Array, kernel_size, stride, paddin
         result = _gather_max(x, positions, return_indices)
     else:
         pads = _pool_padding(spatial, out, k, s, p, d)
-        y = lax.reduce_window(x, jnp.array(_lowest(x.dtype), x.dtype), lax.max, (1, 1) + k, (1, 1) + s,
+        y = lax.reduce_window(x, np.array(_lowest(x.dtype), x.dtype), lax.max, (1, 1) + k, (1, 1) + s,
                               [(0, 0), (0, 0)] + pads)
         result = y[(slice(None), slice(None)) + tuple(slice(0, o) for o in out)]
     if batched:
@@ -152,7 +152,7 @@ def max_pool1d(input: jax.Array, kernel_size: IntOrTuple, stride: IntOrTuple | N
                return_indices: bool = False):
     """``torch.nn.functional.max_pool1d``: ``[N, C, L]`` or ``[C, L]`` → ``[N, C, L_out]``.
 
-    ``stride=None`` means ``kernel_size``; padding is −∞ and at most half the dilated kernel.
+    ``stride=None`` means ``kernel_size``; padding is −∞ and at most ``kernel_size // 2``.
     With ``return_indices=True`` returns ``(values, indices)`` (int32 flat positions in L).
     """
     return _max_poolnd(1, "max_pool1d", input, kernel_size, stride, padding, dilation, ceil_mode,
@@ -205,7 +205,7 @@ def _avg_poolnd(n: int, name: str, input: jax.Array, kernel_size, stride, paddin
     out = _out_sizes(name, spatial, k, s, p, d, ceil_mode)
     pads = _pool_padding(spatial, out, k, s, p, d)
     acc_dtype = jnp.promote_types(x.dtype, jnp.float32) if jnp.issubdtype(x.dtype, jnp.floating) else x.dtype
-    summed = lax.reduce_window(x.astype(acc_dtype), jnp.array(0, acc_dtype), lax.add, (1, 1) + k,
+    summed = lax.reduce_window(x.astype(acc_dtype), np.array(0, acc_dtype), lax.add, (1, 1) + k,
                                (1, 1) + s, [(0, 0), (0, 0)] + pads)
     summed = summed[(slice(None), slice(None)) + tuple(slice(0, o) for o in out)]
     if divisor_override is not None:
