@@ -14,6 +14,8 @@ import funcnet.nn as nn
 import funcnet.nn.functional as F
 
 TF = torch.nn.functional
+# torch warns that its own 'same' padding with even kernels copies the input; not our concern.
+pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same':UserWarning")
 
 
 def assert_close(actual, expected, rtol=1e-5):

@@ -268,7 +268,8 @@ def test_invalid_arguments_raise_like_torch(call):
     [
         (nn.MaxPool2d(3, 2, 1, ceil_mode=True), torch.nn.MaxPool2d(3, 2, 1, ceil_mode=True)),
         (nn.MaxPool1d(3, 1, dilation=2), torch.nn.MaxPool1d(3, 1, dilation=2)),
-        (nn.AvgPool2d(3, 2, 1, count_include_pad=False), torch.nn.AvgPool2d(3, 2, 1, count_include_pad=False)),
+        (nn.AvgPool2d(3, 2, 1, count_include_pad=False),
+         torch.nn.AvgPool2d(3, 2, 1, count_include_pad=False)),
         (nn.AdaptiveAvgPool2d((3, 2)), torch.nn.AdaptiveAvgPool2d((3, 2))),
         (nn.AdaptiveMaxPool2d((3, 2)), torch.nn.AdaptiveMaxPool2d((3, 2))),
     ],
