@@ -148,6 +148,12 @@ def test_max_pool2d_random(h, w, k, kw, s, p, d, ceil, tie, seed):
         with pytest.raises(ValueError):
             F.max_pool2d(jnp.asarray(x), **opts)
         return
+    if torch.isinf(tout).any():
+        # A dilated window that holds only padding gives -inf in both. torch's backward then
+        # writes the gradient outside the input plane (out-of-bounds index), so only the
+        # forward is compared; funcnet sends no gradient from such a window.
+        assert_close(F.max_pool2d(jnp.asarray(x), **opts), tout)
+        return
     check_parity(lambda x: F.max_pool2d(x, **opts), lambda x: TF.max_pool2d(x, **opts), x, seed)
 
 
