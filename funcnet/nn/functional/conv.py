@@ -4,6 +4,11 @@ Layouts are torch's: inputs ``[N, C, *spatial]`` (or unbatched ``[C, *spatial]``
 weights ``[out, in/groups, *k]`` for convolutions and ``[in, out/groups, *k]`` for
 transposed convolutions. Everything lowers to one ``lax.conv_general_dilated``.
 Hyper-parameters (stride, padding, ...) are Python ints/tuples: static under ``jit``.
+
+Differences from torch: mixed input/weight dtypes are promoted (torch raises); the
+precision is JAX's default for float32 convolutions (exact on CPU; on GPUs XLA may use
+TF32, as torch's cuDNN does by default — set ``jax_default_matmul_precision`` to
+``'highest'`` for full float32).
 """
 
 from __future__ import annotations

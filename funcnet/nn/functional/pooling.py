@@ -122,11 +122,11 @@ def _max_poolnd(n: int, name: str, input: jax.Array, kernel_size, stride, paddin
                 ceil_mode: bool, return_indices: bool):
     x, batched = _batched(input, n, name)
     k, s, p, d = _pool_args(name, n, kernel_size, stride, padding, dilation)
-    for kk, pp, dd in zip(k, p, d, strict=True):
-        if pp < 0 or pp > (dd * (kk - 1) + 1) // 2:
+    for kk, pp in zip(k, p, strict=True):
+        if pp < 0 or pp > kk // 2:  # torch 2.13 checks the undilated kernel size
             raise ValueError(
-                f"{name}: pad should be at most half of effective kernel size, but got pad={pp}, "
-                f"kernel_size={kk} and dilation={dd}"
+                f"{name}: pad should be smaller than or equal to half of kernel size, but got "
+                f"padding={p}, kernel_size={k}"
             )
     spatial = x.shape[2:]
     out = _out_sizes(name, spatial, k, s, p, d, ceil_mode)
@@ -152,7 +152,7 @@ def max_pool1d(input: jax.Array, kernel_size: IntOrTuple, stride: IntOrTuple | N
                return_indices: bool = False):
     """``torch.nn.functional.max_pool1d``: ``[N, C, L]`` or ``[C, L]`` → ``[N, C, L_out]``.
 
-    ``stride=None`` means ``kernel_size``; padding is −∞ and at most half the dilated kernel.
+    ``stride=None`` means ``kernel_size``; padding is −∞ and at most ``kernel_size // 2``.
     With ``return_indices=True`` returns ``(values, indices)`` (int32 flat positions in L).
     """
     return _max_poolnd(1, "max_pool1d", input, kernel_size, stride, padding, dilation, ceil_mode,

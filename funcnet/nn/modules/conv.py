@@ -6,6 +6,11 @@ inputs ``[N, C, *spatial]`` or unbatched ``[C, *spatial]``, as in torch; the
 ``_ConvNd.reset_parameters``: ``kaiming_uniform_(weight, a=√5)`` = U(±1/√fan_in) with
 fan_in = ``weight.shape[1]·∏k`` of the weight's own shape (so for ConvTranspose it is
 ``out/groups·∏k``), and bias U(±1/√fan_in). Only the distributions match torch, not the values.
+
+Differences from torch: no ``device=`` argument (placement is JAX's); ``padding_mode``
+'reflect'/'replicate'/'circular' pad with ``jnp.pad`` ('reflect'/'edge'/'wrap') exactly as
+torch's ``F.pad`` for pads smaller than the input; ConvTranspose ``output_size`` is a static
+Python sequence.
 """
 
 from __future__ import annotations
