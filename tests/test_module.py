@@ -197,7 +197,7 @@ def test_modules_are_static_arguments():
     params, _ = model.init(jax.random.key(0))
     x = jnp.ones((2, 784))
     run = jax.jit(lambda m, p, x: m.apply(p, x), static_argnums=0)
-    np.testing.assert_allclose(run(model, params, x), model.apply(params, x), rtol=1e-6)
+    np.testing.assert_allclose(run(model, params, x), model.apply(params, x), rtol=1e-5, atol=1e-6)
     assert hash(model) == hash(model)
 
 
@@ -430,3 +430,12 @@ def test_small_cnn_manifest_equals_torch():
     variables = model.init(jax.random.key(0))
     assert manifest(model.state_dict(variables)) == manifest(cnn(torch.nn).state_dict())
     assert repr(model) == repr(cnn(torch.nn))
+
+
+def test_init_under_vmap_equals_eager_per_key():
+    model = nn.Sequential(nn.Linear(3, 4), nn.Embedding(5, 2), nn.BatchNorm1d(4))
+    keys = jax.random.split(jax.random.key(0), 3)
+    batched = jax.vmap(model.init)(keys)
+    for i in range(3):
+        single = model.init(keys[i])
+        jax.tree.map(lambda b, s, i=i: np.testing.assert_array_equal(b[i], s), batched, single)

@@ -118,6 +118,8 @@ class ApplyContext:
                 f"{self.display_path(self.path_of(module))} ({type(module).__name__}) needs "
                 f"randomness in train mode: pass key=jax.random.key(...) to apply"
             )
+        if callable(self.key):  # a lazily derived key: build it only when randomness is used
+            self.key = self.key()
         count = self.rng_counts.get(path, 0)
         self.rng_counts[path] = count + 1
         site = jax.random.fold_in(self.key, path_hash(path))

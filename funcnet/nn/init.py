@@ -13,7 +13,9 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from funcnet.nn import _rng
 from funcnet.nn.parameter import Initializer
 
 
@@ -42,28 +44,32 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
     raise ValueError(f"Unsupported nonlinearity {nonlinearity}")
 
 
+# Constants are built with numpy: no compilation at init time (and valid under jit).
 def constant(value: float) -> Initializer:
-    return lambda key, shape, dtype: jnp.full(shape, value, dtype)
+    return lambda key, shape, dtype: jnp.asarray(np.full(shape, value, dtype))
 
 
-zeros: Initializer = lambda key, shape, dtype: jnp.zeros(shape, dtype)  # noqa: E731
-ones: Initializer = lambda key, shape, dtype: jnp.ones(shape, dtype)  # noqa: E731
+zeros: Initializer = lambda key, shape, dtype: jnp.asarray(np.zeros(shape, dtype))  # noqa: E731
+ones: Initializer = lambda key, shape, dtype: jnp.asarray(np.ones(shape, dtype))  # noqa: E731
 
 
 def uniform(low: float = 0.0, high: float = 1.0) -> Initializer:
-    """U(low, high) (``torch.nn.init.uniform_``)."""
+    """U(low, high) (``torch.nn.init.uniform_``).
+
+    Drawn on the host (see ``funcnet.nn._rng``): no compilation, same values under ``jit``.
+    """
 
     def init(key: jax.Array, shape: tuple[int, ...], dtype: Any) -> jax.Array:
-        return jax.random.uniform(key, shape, jnp.float32, low, high).astype(dtype)
+        return jnp.asarray(_rng.sample("uniform", key, shape, low, high).astype(dtype))
 
     return init
 
 
 def normal(mean: float = 0.0, std: float = 1.0) -> Initializer:
-    """N(mean, std²) (``torch.nn.init.normal_``)."""
+    """N(mean, std²) (``torch.nn.init.normal_``); drawn on the host like :func:`uniform`."""
 
     def init(key: jax.Array, shape: tuple[int, ...], dtype: Any) -> jax.Array:
-        return (mean + std * jax.random.normal(key, shape, jnp.float32)).astype(dtype)
+        return jnp.asarray(_rng.sample("normal", key, shape, mean, std).astype(dtype))
 
     return init
 

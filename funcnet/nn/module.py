@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from funcnet.nn import _context
+from funcnet.nn import _context, _rng
 from funcnet.nn.parameter import Buffer, Parameter
 
 
@@ -277,8 +277,11 @@ class Module:
     def init(self, key: jax.Array) -> Variables:
         """Create the parameters and buffers with torch's default initialisation.
 
-        Each array's key is ``fold_in(key, crc32(dotted name))``, so adding a
-        layer does not change the others' values. Works under ``jax.jit``.
+        Each array's key is derived from ``key`` and ``crc32(dotted name)``, so adding a
+        layer does not change the others' values. The draws run on the host with
+        numpy (no compilation: building a model costs milliseconds); under
+        ``jax.jit`` or ``vmap`` the same draws run through a callback, so the
+        values are identical.
 
         Returns:
             ``Variables(params, buffers)``: nested dicts keyed by attribute name.
@@ -287,7 +290,7 @@ class Module:
         buffers: dict = {}
         for path, name, spec in self._declarations():
             dotted = ".".join((*path, name))
-            value = spec.create(jax.random.fold_in(key, _context.path_hash(dotted)))
+            value = spec.create(_rng.derive_key(key, _context.path_hash(dotted)))
             _context._assign(buffers if isinstance(spec, Buffer) else params, path, name, value)
         return Variables(params, buffers)
 
@@ -313,7 +316,10 @@ class Module:
             params: the parameter tree (or the whole ``Variables`` from ``init``).
             *args, **kwargs: the inputs of ``forward``.
             buffers: the buffer tree (BatchNorm statistics, ...), if the model has any.
-            key: PRNG key for dropout and other randomness; needed only in train mode.
+            key: PRNG key for dropout and other randomness; needed only in train mode. A
+                zero-argument function returning a key is also accepted: it is called only
+                if some module asks for randomness (so a model without dropout traces no
+                key arithmetic).
             train: torch's ``model.train()`` / ``model.eval()``, as an argument.
             compute_dtype: e.g. ``jnp.bfloat16``: floating parameters and inputs are
                 cast to it for the computation while they stay stored in their own dtype.

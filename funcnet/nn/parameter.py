@@ -11,6 +11,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 #: ``init(key, shape, dtype) -> jax.Array``
 Initializer = Callable[[jax.Array, tuple[int, ...], Any], jax.Array]
@@ -25,8 +26,8 @@ def _as_shape(shape: Any) -> tuple[int, ...]:
 def _resolve_init(init: Any) -> Initializer:
     if callable(init):
         return init
-    constant = jnp.asarray(init)
-    return lambda key, shape, dtype: jnp.broadcast_to(constant, shape).astype(dtype)
+    constant = np.asarray(init)  # numpy: no device work until init
+    return lambda key, shape, dtype: np.broadcast_to(constant, shape).astype(dtype)
 
 
 class Parameter:

@@ -12,8 +12,10 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
+from funcnet.nn import _rng
 from funcnet.nn.utils.trainable import split_trainable
 
 
@@ -47,21 +49,23 @@ class TrainState:
     ) -> TrainState:
         """Initialise ``model`` (unless ``variables`` is given) and the optimizer.
 
-        ``key`` is split in two: one half initialises the parameters, the other
+        Two keys are derived from ``key``: one initialises the parameters, the other
         becomes the run key for dropout and augmentation. ``trainable`` (a name
         selector, as in ``make_train_step(..., trainable=...)``) initialises the
         optimizer on that part of the parameters only: no state for the frozen rest.
         """
-        init_key, run_key = jax.random.split(key)
+        # Host-side derivation (no compilation): start-up time matters for short scripts.
+        init_key, run_key = _rng.derive_key(key, 1), _rng.derive_key(key, 2)
         if variables is None:
             variables = model.init(init_key)
         params, buffers = variables
         return cls(
             params=params,
             buffers=buffers,
-            opt_state=optimizer.init(params if trainable is None else split_trainable(params, trainable)[0]),
+            # One compiled init for the whole tree instead of an eager op per leaf shape.
+            opt_state=jax.jit(optimizer.init)(params if trainable is None else split_trainable(params, trainable)[0]),
             key=run_key,
-            step=jnp.zeros((), jnp.int32),
+            step=jnp.asarray(np.int32(0)),
         )
 
     def replace(self, **changes: Any) -> TrainState:

@@ -45,7 +45,8 @@ def train_step_fn(
 
     def step(state: TrainState, batch: Any, key: jax.Array | None = None):
         inputs, target = batch
-        step_key = jax.random.fold_in(state.key, state.step) if key is None else key
+        # Derived lazily: a model without dropout traces no key arithmetic at all.
+        step_key = (lambda: jax.random.fold_in(state.key, state.step)) if key is None else key
 
         def objective(params):
             out, buffers = model.apply(
