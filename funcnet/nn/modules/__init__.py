@@ -4,8 +4,10 @@ from funcnet.nn.modules.batchnorm import BatchNorm1d, BatchNorm2d, BatchNorm3d
 from funcnet.nn.modules.container import ModuleDict, ModuleList, Sequential
 from funcnet.nn.modules.dropout import Dropout, Dropout2d
 from funcnet.nn.modules.linear import Identity, Linear
+from funcnet.nn.modules.rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNBase, RNNCell, RNNCellBase
 
 __all__ = [
     "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "Dropout", "Dropout2d", "Identity", "Linear",
     "ModuleDict", "ModuleList", "Sequential",
+    "GRU", "LSTM", "RNN", "GRUCell", "LSTMCell", "RNNBase", "RNNCell", "RNNCellBase",
 ]
