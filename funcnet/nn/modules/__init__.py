@@ -1,5 +1,6 @@
 """The layer catalogue, one family per file (torch.nn.modules layout)."""
 
+from funcnet.nn.modules.attention import MultiheadAttention
 from funcnet.nn.modules.batchnorm import BatchNorm1d, BatchNorm2d, BatchNorm3d
 from funcnet.nn.modules.container import ModuleDict, ModuleList, Sequential
 from funcnet.nn.modules.dropout import Dropout, Dropout2d
@@ -9,5 +10,6 @@ from funcnet.nn.modules.rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNBase, R
 __all__ = [
     "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "Dropout", "Dropout2d", "Identity", "Linear",
     "ModuleDict", "ModuleList", "Sequential",
+    "MultiheadAttention",
     "GRU", "LSTM", "RNN", "GRUCell", "LSTMCell", "RNNBase", "RNNCell", "RNNCellBase",
 ]
