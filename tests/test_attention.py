@@ -112,8 +112,18 @@ def make_mha(**kwargs):
     return fm, tm, variables.params
 
 
-@pytest.mark.parametrize("need_weights,average", [(True, True), (True, False), (False, True)])
-@pytest.mark.parametrize("case", list(MHA_CASES))
+MHA_FAST = {("default", True, True), ("batch_first_kpm_bool", False, True),
+            ("attn_mask_bool_2d", True, False), ("attn_mask_float_3d_and_kpm", False, True),
+            ("kpm_float", True, True), ("kdim_vdim", True, False),
+            ("no_bias", False, True), ("add_bias_kv", True, True), ("add_zero_attn", True, False),
+            ("bias_kv_zero_attn_kdim", False, True), ("bias_kv_zero_attn_kdim", True, True),
+            ("causal_hint", False, True), ("causal_hint", True, True)}
+
+
+@pytest.mark.parametrize("case,need_weights,average", [
+    pytest.param(c, nw, av, marks=() if (c, nw, av) in MHA_FAST else pytest.mark.slow)
+    for c in MHA_CASES for nw, av in [(True, True), (True, False), (False, True)]
+])
 def test_mha_matches_torch(case, need_weights, average):
     ctor, fwd = MHA_CASES[case]
     fm, tm, params = make_mha(**ctor)
