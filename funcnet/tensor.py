@@ -3,7 +3,8 @@ these exist only where torch's name or signature differs from numpy's."""
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp

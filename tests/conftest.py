@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-
 import torch  # a test dependency: fail loudly, never skip
+
 torch.set_num_threads(2)
 
 

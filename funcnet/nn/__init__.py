@@ -1,6 +1,6 @@
 """``funcnet.nn``: torch.nn's modules, declared as configuration with pure ``init``/``apply``."""
 
-from funcnet.nn import functional, init
+from funcnet.nn import functional, init, utils
 from funcnet.nn.module import IncompatibleKeys, Module, ShapeError, Variables
 from funcnet.nn.modules import *  # noqa: F403
 from funcnet.nn.modules import __all__ as _modules_all
@@ -28,5 +28,6 @@ __all__ = [
     "functional",
     "functional_call",
     "init",
+    "utils",
     *_modules_all,
 ]

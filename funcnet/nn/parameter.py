@@ -6,7 +6,8 @@ holds only the recipe. ``Module.init(key)`` turns recipes into arrays.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp

@@ -31,7 +31,10 @@ class _BatchNorm(Module):
         momentum: float | None = 0.1,
         affine: bool = True,
         track_running_stats: bool = True,
+        device: Any = None,
         dtype: Any = None,
+        *,
+        bias: bool = True,
     ) -> None:
         super().__init__()
         self.num_features = num_features
@@ -41,7 +44,8 @@ class _BatchNorm(Module):
         self.track_running_stats = track_running_stats
         if affine:
             self.weight = Parameter((num_features,), init.ones, dtype)
-            self.bias = Parameter((num_features,), init.zeros, dtype)
+            if bias:
+                self.bias = Parameter((num_features,), init.zeros, dtype)
         if track_running_stats:
             self.running_mean = Buffer((num_features,), init.zeros, dtype)
             self.running_var = Buffer((num_features,), init.ones, dtype)
@@ -68,7 +72,9 @@ class _BatchNorm(Module):
             mean, var = self.running_mean.astype(stat_dtype), self.running_var.astype(stat_dtype)
         y = (xs - mean.reshape(bshape)) * jax.lax.rsqrt(var.reshape(bshape) + self.eps)
         if self.affine:
-            y = y * self.weight.astype(stat_dtype).reshape(bshape) + self.bias.astype(stat_dtype).reshape(bshape)
+            y = y * self.weight.astype(stat_dtype).reshape(bshape)
+            if "bias" in self._parameters:
+                y = y + self.bias.astype(stat_dtype).reshape(bshape)
         return y.astype(x.dtype)
 
     def _update_running_stats(self, mean: jax.Array, var: jax.Array, n: int) -> None:
@@ -86,7 +92,7 @@ class _BatchNorm(Module):
     def extra_repr(self) -> str:
         return (
             f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
-            f"track_running_stats={self.track_running_stats}"
+            f"bias={'bias' in self._parameters}, track_running_stats={self.track_running_stats}"
         )
 
 

@@ -23,13 +23,17 @@ class Identity(Module):
 
 
 class Linear(Module):
-    """``torch.nn.Linear(in_features, out_features, bias=True, dtype=None)``.
+    """``torch.nn.Linear(in_features, out_features, bias=True, device=None, dtype=None)``.
+
+    ``device`` is accepted for signature compatibility and ignored: placement is JAX's.
 
     Input ``[..., in_features]`` (any leading dims), output ``[..., out_features]``.
     Parameters ``weight [out, in]`` ~ U(±1/√in) and ``bias [out]`` ~ U(±1/√in), as torch.
     """
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True, dtype: Any = None) -> None:
+    def __init__(
+        self, in_features: int, out_features: int, bias: bool = True, device: Any = None, dtype: Any = None
+    ) -> None:
         super().__init__()
         self.in_features = in_features
         self.out_features = out_features

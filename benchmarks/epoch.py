@@ -1,0 +1,212 @@
+"""End-to-end epochs of the seed MLP (data loading included), side by side.
+
+60,000 × 784 float32 samples, batch 64, SGD lr 0.01. Systems, interleaved over rounds:
+  * funcnet fit loop (DataLoader on host → jitted step),
+  * funcnet compiled epoch (``fit(compiled=True)``: one ``lax.scan`` per epoch),
+  * hand-written JAX: numpy permutation + fancy index → jitted step,
+  * hand-written JAX: the whole epoch in one ``lax.scan`` gathering batches on device,
+  * PyTorch: ``DataLoader(TensorDataset, shuffle=True)`` + eager step.
+Reports median seconds per epoch and the ratio to the hand-written JAX loop.
+
+    python benchmarks/epoch.py [--rounds 5] [--samples 60000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from benchmarks.train_step import LR, SIZES
+
+BATCH = 64
+
+
+def dataset(n: int):
+    rng = np.random.default_rng(0)
+    return rng.standard_normal((n, 784)).astype(np.float32), rng.integers(0, 10, n).astype(np.int32)
+
+
+def _raw_params():
+    key = jax.random.key(0)
+    params = []
+    for i, (fan_in, fan_out) in enumerate(zip(SIZES[:-1], SIZES[1:])):
+        k1, k2 = jax.random.split(jax.random.fold_in(key, i))
+        bound = 1 / np.sqrt(fan_in)
+        params.append((jax.random.uniform(k1, (fan_out, fan_in), minval=-bound, maxval=bound),
+                       jax.random.uniform(k2, (fan_out,), minval=-bound, maxval=bound)))
+    return params
+
+
+def _raw_step():
+    opt = optax.sgd(LR)
+
+    def forward(params, x):
+        for i, (w, b) in enumerate(params):
+            x = x @ w.T + b
+            if i < len(params) - 1:
+                x = jax.nn.relu(x)
+        return x
+
+    def step(params, opt_state, x, y):
+        def loss_fn(p):
+            return optax.softmax_cross_entropy_with_integer_labels(forward(p, x), y).mean()
+
+        loss, grads = jax.value_and_grad(loss_fn)(params)
+        updates, opt_state = opt.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    return opt, step
+
+
+def raw_loop(x, y):
+    opt, step = _raw_step()
+    step = jax.jit(step, donate_argnums=(0, 1))
+    params = _raw_params()
+    state = [params, opt.init(params), 0]
+
+    def epoch():
+        p, o, e = state
+        order = np.random.default_rng(e).permutation(len(x))
+        for i in range(len(x) // BATCH):
+            idx = order[i * BATCH:(i + 1) * BATCH]
+            p, o, loss = step(p, o, x[idx], y[idx])
+        loss.block_until_ready()
+        state[:] = [p, o, e + 1]
+
+    return epoch
+
+
+def raw_scan(x, y):
+    opt, step = _raw_step()
+    xd, yd = jax.device_put(x), jax.device_put(y)
+
+    @jax.jit
+    def run(params, opt_state, idx):
+        def body(carry, i):
+            p, o = carry
+            p, o, loss = step(p, o, xd[i], yd[i])
+            return (p, o), loss
+
+        (params, opt_state), losses = jax.lax.scan(body, (params, opt_state), idx)
+        return params, opt_state, losses.mean()
+
+    params = _raw_params()
+    state = [params, opt.init(params), 0]
+
+    def epoch():
+        p, o, e = state
+        nb = len(x) // BATCH
+        idx = np.random.default_rng(e).permutation(len(x))[: nb * BATCH].reshape(nb, BATCH)
+        p, o, loss = run(p, o, jnp.asarray(idx))
+        loss.block_until_ready()
+        state[:] = [p, o, e + 1]
+
+    return epoch
+
+
+def _funcnet(x, y, compiled: bool):
+    import funcnet
+    import funcnet.nn as nn
+    import funcnet.nn.functional as F
+    from funcnet.train import TrainState, fit
+    from funcnet.utils.data import DataLoader, TensorDataset
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1 = nn.Linear(784, 128)
+            self.fc2 = nn.Linear(128, 64)
+            self.fc3 = nn.Linear(64, 10)
+
+        def forward(self, x):
+            x = funcnet.flatten(x, 1)
+            x = F.relu(self.fc1(x))
+            x = F.relu(self.fc2(x))
+            return self.fc3(x)
+
+    model, optimizer, criterion = Net(), funcnet.optim.SGD(lr=LR), nn.CrossEntropyLoss()
+    loader = DataLoader(TensorDataset(x, y), batch_size=BATCH, shuffle=True, drop_last=True)
+    state = [TrainState.create(model, optimizer, jax.random.key(0)), 0]
+
+    def epoch():
+        s, e = state
+        s, _ = fit(model, s, loader, loss_fn=criterion, optimizer=optimizer, epochs=1, start_epoch=e,
+                   progress=False, compiled=compiled)
+        jax.block_until_ready(s.params)
+        state[:] = [s, e + 1]
+
+    return epoch
+
+
+def funcnet_fit(x, y):
+    return _funcnet(x, y, compiled=False)
+
+
+def funcnet_compiled(x, y):
+    return _funcnet(x, y, compiled=True)
+
+
+def torch_loader(x, y):
+    import torch
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    model = torch.nn.Sequential(torch.nn.Linear(784, 128), torch.nn.ReLU(), torch.nn.Linear(128, 64),
+                                torch.nn.ReLU(), torch.nn.Linear(64, 10))
+    opt = torch.optim.SGD(model.parameters(), lr=LR)
+    criterion = torch.nn.CrossEntropyLoss()
+    data = torch.utils.data.TensorDataset(torch.tensor(x), torch.tensor(y, dtype=torch.long))
+    loader = torch.utils.data.DataLoader(data, batch_size=BATCH, shuffle=True, drop_last=True)
+
+    def epoch():
+        for xb, yb in loader:
+            opt.zero_grad()
+            loss = criterion(model(xb), yb)
+            loss.backward()
+            opt.step()
+        loss.item()
+
+    return epoch
+
+
+SYSTEMS = {
+    "hand-written JAX loop": raw_loop,
+    "hand-written JAX scan": raw_scan,
+    "funcnet fit": funcnet_fit,
+    "funcnet compiled epoch": funcnet_compiled,
+    "PyTorch DataLoader+eager": torch_loader,
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--samples", type=int, default=60_000)
+    args = parser.parse_args()
+    x, y = dataset(args.samples)
+    epochs = {name: make(x, y) for name, make in SYSTEMS.items()}
+    for run in epochs.values():  # compile + warm up
+        run()
+    times: dict[str, list[float]] = {name: [] for name in epochs}
+    for _ in range(args.rounds):
+        for name, run in epochs.items():
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    base = statistics.median(times["hand-written JAX loop"])
+    print(f"jax {jax.__version__}, {os.cpu_count()} cores; {args.samples} samples, batch {BATCH}; "
+          f"median of {args.rounds} interleaved epochs")
+    print(f"{'system':28s} {'s/epoch':>8s} {'vs JAX loop':>12s}")
+    for name, samples in times.items():
+        t = statistics.median(samples)
+        print(f"{name:28s} {t:8.3f} {t / base:12.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,307 @@
+"""Seed-MLP train step, side by side: funcnet vs raw JAX+optax vs PyTorch eager vs Flax/Equinox.
+
+Every system trains the seed model (784→128→64→10, ReLU, cross-entropy, SGD lr 0.01,
+float32) on the same random batch. Rounds are interleaved (each round times every
+system once) and the median µs per step over rounds is reported with its ratio to
+raw JAX. Peers that are not installed are skipped; nothing is installed here.
+
+Also measured: time from process start to the first finished step, each system in a
+fresh interpreter (import, model build, compile, one step).
+
+    python benchmarks/train_step.py [--rounds 7] [--steps 200] [--batch 64 512]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import optax
+
+SIZES = (784, 128, 64, 10)
+LR = 0.01
+
+
+def batch(n: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, 784)).astype(np.float32), rng.integers(0, 10, n).astype(np.int32)
+
+
+# -- systems: each returns run(steps) that performs `steps` updates and blocks ------------------
+def raw_jax(x, y):
+    key = jax.random.key(0)
+    params = []
+    for i, (fan_in, fan_out) in enumerate(zip(SIZES[:-1], SIZES[1:])):
+        k1, k2 = jax.random.split(jax.random.fold_in(key, i))
+        bound = 1 / np.sqrt(fan_in)
+        params.append((jax.random.uniform(k1, (fan_out, fan_in), minval=-bound, maxval=bound),
+                       jax.random.uniform(k2, (fan_out,), minval=-bound, maxval=bound)))
+    opt = optax.sgd(LR)
+
+    def forward(params, x):
+        for i, (w, b) in enumerate(params):
+            x = x @ w.T + b
+            if i < len(params) - 1:
+                x = jax.nn.relu(x)
+        return x
+
+    def loss_fn(params, x, y):
+        return optax.softmax_cross_entropy_with_integer_labels(forward(params, x), y).mean()
+
+    @jax.jit
+    def step(params, opt_state, x, y):
+        loss, grads = jax.value_and_grad(loss_fn)(params, x, y)
+        updates, opt_state = opt.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    step = jax.jit(step.__wrapped__, donate_argnums=(0, 1))
+    state = [params, opt.init(params)]
+
+    def run(steps):
+        p, o = state
+        for _ in range(steps):
+            p, o, loss = step(p, o, x, y)
+        loss.block_until_ready()
+        state[:] = [p, o]
+
+    return run
+
+
+def funcnet_step(x, y):
+    import funcnet
+    import funcnet.nn as nn
+    import funcnet.nn.functional as F
+    from funcnet.train import TrainState, make_train_step
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1 = nn.Linear(784, 128)
+            self.fc2 = nn.Linear(128, 64)
+            self.fc3 = nn.Linear(64, 10)
+
+        def forward(self, x):
+            x = funcnet.flatten(x, 1)
+            x = F.relu(self.fc1(x))
+            x = F.relu(self.fc2(x))
+            return self.fc3(x)
+
+    model = Net()
+    optimizer = funcnet.optim.SGD(lr=LR)
+    step = make_train_step(model, nn.CrossEntropyLoss(), optimizer)
+    state = [TrainState.create(model, optimizer, jax.random.key(0))]
+
+    def run(steps):
+        s = state[0]
+        for _ in range(steps):
+            s, metrics = step(s, (x, y))
+        metrics.loss_sum.block_until_ready()
+        state[0] = s
+
+    return run
+
+
+def torch_eager(x, y):
+    import torch
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 128), torch.nn.ReLU(),
+                                torch.nn.Linear(128, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10))
+    opt = torch.optim.SGD(model.parameters(), lr=LR)
+    criterion = torch.nn.CrossEntropyLoss()
+    tx, ty = torch.tensor(x), torch.tensor(y, dtype=torch.long)
+
+    def run(steps):
+        for _ in range(steps):
+            opt.zero_grad()
+            loss = criterion(model(tx), ty)
+            loss.backward()
+            opt.step()
+        loss.item()
+
+    return run
+
+
+def flax_linen(x, y):
+    import flax.linen as linen
+
+    class MLP(linen.Module):
+        @linen.compact
+        def __call__(self, x):
+            x = jax.nn.relu(linen.Dense(128)(x))
+            x = jax.nn.relu(linen.Dense(64)(x))
+            return linen.Dense(10)(x)
+
+    model = MLP()
+    params = model.init(jax.random.key(0), x)
+    opt = optax.sgd(LR)
+
+    def step(params, opt_state, x, y):
+        def loss_fn(p):
+            return optax.softmax_cross_entropy_with_integer_labels(model.apply(p, x), y).mean()
+
+        loss, grads = jax.value_and_grad(loss_fn)(params)
+        updates, opt_state = opt.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    step = jax.jit(step, donate_argnums=(0, 1))
+    state = [params, opt.init(params)]
+
+    def run(steps):
+        p, o = state
+        for _ in range(steps):
+            p, o, loss = step(p, o, x, y)
+        loss.block_until_ready()
+        state[:] = [p, o]
+
+    return run
+
+
+def flax_nnx(x, y):
+    from flax import nnx
+
+    class MLP(nnx.Module):
+        def __init__(self, rngs):
+            self.fc1 = nnx.Linear(784, 128, rngs=rngs)
+            self.fc2 = nnx.Linear(128, 64, rngs=rngs)
+            self.fc3 = nnx.Linear(64, 10, rngs=rngs)
+
+        def __call__(self, x):
+            return self.fc3(jax.nn.relu(self.fc2(jax.nn.relu(self.fc1(x)))))
+
+    model = MLP(nnx.Rngs(0))
+    optimizer = nnx.Optimizer(model, optax.sgd(LR), wrt=nnx.Param)
+
+    @nnx.jit
+    def step(model, optimizer, x, y):
+        def loss_fn(model):
+            return optax.softmax_cross_entropy_with_integer_labels(model(x), y).mean()
+
+        loss, grads = nnx.value_and_grad(loss_fn)(model)
+        optimizer.update(model, grads)
+        return loss
+
+    def run(steps):
+        for _ in range(steps):
+            loss = step(model, optimizer, x, y)
+        loss.block_until_ready()
+
+    return run
+
+
+def equinox(x, y):
+    import equinox as eqx
+
+    model = eqx.nn.MLP(784, 10, 128, 2, activation=jax.nn.relu, key=jax.random.key(0))
+    model = eqx.nn.Sequential([eqx.nn.Linear(784, 128, key=jax.random.key(1)), eqx.nn.Lambda(jax.nn.relu),
+                               eqx.nn.Linear(128, 64, key=jax.random.key(2)), eqx.nn.Lambda(jax.nn.relu),
+                               eqx.nn.Linear(64, 10, key=jax.random.key(3))])
+    opt = optax.sgd(LR)
+
+    @eqx.filter_jit(donate="all-except-first")
+    def step(x, model, opt_state, y):
+        def loss_fn(model):
+            logits = jax.vmap(model)(x)
+            return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+        loss, grads = eqx.filter_value_and_grad(loss_fn)(model)
+        updates, opt_state = opt.update(grads, opt_state, eqx.filter(model, eqx.is_array))
+        return eqx.apply_updates(model, updates), opt_state, loss
+
+    state = [model, opt.init(eqx.filter(model, eqx.is_array))]
+
+    def run(steps):
+        m, o = state
+        for _ in range(steps):
+            m, o, loss = step(x, m, o, y)
+        loss.block_until_ready()
+        state[:] = [m, o]
+
+    return run
+
+
+SYSTEMS = {
+    "raw JAX+optax": raw_jax,
+    "funcnet": funcnet_step,
+    "PyTorch eager": torch_eager,
+    "Flax Linen": flax_linen,
+    "Flax NNX (nnx.jit)": flax_nnx,
+    "Equinox (filter_jit)": equinox,
+}
+
+
+def available(name: str) -> bool:
+    module = {"PyTorch eager": "torch", "Flax Linen": "flax", "Flax NNX (nnx.jit)": "flax",
+              "Equinox (filter_jit)": "equinox"}.get(name)
+    if module is None:
+        return True
+    try:
+        __import__(module)
+        return True
+    except ImportError:
+        return False
+
+
+def step_times(batch_size: int, rounds: int, steps: int) -> dict[str, float]:
+    x, y = batch(batch_size)
+    runs = {name: make(x, y) for name, make in SYSTEMS.items() if available(name)}
+    for run in runs.values():  # compile and warm up
+        run(20)
+    samples: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(rounds):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run(steps)
+            samples[name].append((time.perf_counter() - start) / steps * 1e6)
+    return {name: statistics.median(v) for name, v in samples.items()}
+
+
+STARTUP = {
+    "raw JAX+optax": "from benchmarks.train_step import raw_jax, batch; raw_jax(*batch(64))(1)",
+    "funcnet": "from benchmarks.train_step import funcnet_step, batch; funcnet_step(*batch(64))(1)",
+    "PyTorch eager": "from benchmarks.train_step import torch_eager, batch; torch_eager(*batch(64))(1)",
+    "Flax NNX (nnx.jit)": "from benchmarks.train_step import flax_nnx, batch; flax_nnx(*batch(64))(1)",
+    "Equinox (filter_jit)": "from benchmarks.train_step import equinox, batch; equinox(*batch(64))(1)",
+}
+
+
+def startup_times(repeats: int) -> dict[str, float]:
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    samples: dict[str, list[float]] = {name: [] for name in STARTUP if available(name)}
+    for _ in range(repeats):
+        for name in samples:
+            start = time.perf_counter()
+            subprocess.run([sys.executable, "-c", STARTUP[name]], cwd=root, check=True)
+            samples[name].append(time.perf_counter() - start)
+    return {name: statistics.median(v) for name, v in samples.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--batch", type=int, nargs="+", default=[64, 512])
+    parser.add_argument("--startup-repeats", type=int, default=3)
+    args = parser.parse_args()
+    print(f"jax {jax.__version__}, {os.cpu_count()} CPU cores, backend {jax.default_backend()}")
+    for bs in args.batch:
+        times = step_times(bs, args.rounds, args.steps)
+        base = times["raw JAX+optax"]
+        print(f"\nbatch {bs}: median µs/step over {args.rounds} interleaved rounds of {args.steps} steps")
+        print(f"{'system':24s} {'µs/step':>9s} {'vs raw JAX':>11s}")
+        for name, t in times.items():
+            print(f"{name:24s} {t:9.1f} {t / base:11.3f}")
+    if args.startup_repeats:
+        print(f"\nprocess start → first finished step (median of {args.startup_repeats}, fresh interpreter)")
+        for name, t in startup_times(args.startup_repeats).items():
+            print(f"{name:24s} {t:6.2f} s")
+
+
+if __name__ == "__main__":
+    main()

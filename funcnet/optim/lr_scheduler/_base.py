@@ -1,0 +1,85 @@
+"""Base class of funcnet's torch-named lr schedules (optax schedules ``count -> lr``)."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+
+
+def _float(x) -> jax.Array:
+    return jnp.asarray(x, jnp.result_type(float))
+
+
+def _check_spe(steps_per_epoch: int) -> int:
+    if not isinstance(steps_per_epoch, int) or steps_per_epoch < 1:
+        raise ValueError(f"steps_per_epoch must be a positive int, got {steps_per_epoch!r}")
+    return steps_per_epoch
+
+
+class LRSchedule:
+    """A torch scheduler as an optax schedule: ``schedule(count) -> lr`` (jittable).
+
+    How an optax count maps to torch: torch's scheduler constructor steps once (``last_epoch=0``)
+    and each ``scheduler.step()`` advances ``last_epoch``; the ``optimizer.step()`` made after
+    ``e`` scheduler steps uses ``f(e)``. optax evaluates the schedule with ``count`` = number of
+    updates already made, so
+
+    - scheduler stepped once per batch (``steps_per_epoch=1``, the default): ``lr(count) = f(count)``;
+    - scheduler stepped once per epoch of ``S`` batches (``steps_per_epoch=S``):
+      ``lr(count) = f(count // S)``, so the schedule can be evaluated per batch inside a compiled step.
+
+    (Calling ``scheduler.step()`` *before* ``optimizer.step()`` in torch — which torch warns about —
+    would give ``f(count + 1)``; funcnet follows the documented order.)
+
+    Subclasses implement ``lr_at(epoch)`` (``epoch`` = torch's ``last_epoch``, an int32 array).
+    ``momentum`` is a schedule for torch's cycled momentum / β1 (``OneCycleLR``) or None.
+    """
+
+    lr: float
+    steps_per_epoch: int = 1
+    momentum: Callable[[jax.Array], jax.Array] | None = None
+
+    def lr_at(self, epoch: jax.Array) -> jax.Array:
+        raise NotImplementedError
+
+    def _epoch(self, count) -> jax.Array:
+        count = jnp.asarray(count, jnp.int32)
+        return count // self.steps_per_epoch if self.steps_per_epoch != 1 else count
+
+    def __call__(self, count) -> jax.Array:
+        return _float(self.lr_at(self._epoch(count)))
+
+    def with_lr(self, lr: float) -> LRSchedule:
+        """The same schedule for another base lr (torch applies one scheduler to every param group,
+        each with its own ``initial_lr``; ``funcnet.optim.param_groups`` uses this)."""
+        new = copy.copy(self)
+        new.lr = float(lr)
+        return new
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
+        return f"{type(self).__name__}({args})"
+
+
+class _PerEpoch:
+    def __init__(self, schedule: Callable, steps_per_epoch: int) -> None:
+        self.schedule = schedule
+        self.steps_per_epoch = _check_spe(steps_per_epoch)
+        inner = getattr(schedule, "momentum", None)
+        self.momentum = None if inner is None else _PerEpoch(inner, steps_per_epoch)
+
+    def __call__(self, count) -> jax.Array:
+        return self.schedule(jnp.asarray(count, jnp.int32) // self.steps_per_epoch)
+
+
+def per_epoch(schedule: Callable, steps_per_epoch: int) -> Callable:
+    """Evaluate any schedule (funcnet or plain optax) once per epoch: ``lr(c) = schedule(c // S)``.
+
+    For schedules without a ``steps_per_epoch`` argument (``OneCycleLR`` keeps torch's meaning of
+    that name, and plain optax schedules), e.g. torch's ``OneCycleLR(opt, max_lr, total_steps=E)``
+    stepped per epoch becomes ``per_epoch(OneCycleLR(max_lr, total_steps=E), S)``.
+    """
+    return _PerEpoch(schedule, steps_per_epoch)

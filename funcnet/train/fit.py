@@ -1,0 +1,216 @@
+"""``fit``: epochs over a DataLoader with progress, validation, callbacks and history.
+
+The loop never waits on the device inside an epoch except every ``sync_every``
+steps (to update the progress bar, to catch a non-finite loss early and to
+bound the number of steps in flight, which multi-device CPU runs need).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from funcnet.train import metrics as M
+from funcnet.train.callbacks import Callback
+from funcnet.train.epoch import make_epoch_fn
+from funcnet.train.state import TrainState
+from funcnet.train.step import make_eval_step, make_train_step
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or Inf; the message names the epoch and the step."""
+
+
+def current_lr(opt_state: Any) -> float | None:
+    """The learning rate recorded in an optimizer state, if it records one.
+
+    Uses ``funcnet.optim.get_lr`` when available, else looks for optax's
+    ``inject_hyperparams`` ``learning_rate``.
+    """
+    try:
+        from funcnet.optim import get_lr
+
+        value = get_lr(opt_state)
+        return None if value is None else float(value)
+    except (ImportError, AttributeError, KeyError, ValueError, TypeError):
+        pass
+    for leaf_state in jax.tree.leaves(opt_state, is_leaf=lambda s: hasattr(s, "hyperparams")):
+        hyper = getattr(leaf_state, "hyperparams", None)
+        if isinstance(hyper, dict) and "learning_rate" in hyper:
+            return float(hyper["learning_rate"])
+    return None
+
+
+def _check_finite(running: M.Metrics, epoch: int, steps_per_epoch: int | None) -> None:
+    bad = int(running.nonfinite_step)
+    if bad >= 0:
+        within = f", step {bad % steps_per_epoch}" if steps_per_epoch else ""
+        raise NonFiniteLossError(
+            f"training loss became non-finite at epoch {epoch}{within} (global step {bad}); "
+            f"lower the learning rate, check the inputs, or clip gradients"
+        )
+
+
+def _progress(total: int | None, epoch: int, epochs: int, enabled: bool):
+    if not enabled:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # tqdm is optional: fall back to a line per epoch
+        return None
+    return tqdm(total=total, desc=f"epoch {epoch + 1}/{epochs}", unit="step", leave=True,
+                dynamic_ncols=True, file=sys.stderr)
+
+
+def evaluate(eval_step: Any, state: TrainState, loader: Iterable) -> dict[str, Any]:
+    """Mean loss and accuracy of ``state`` over ``loader`` (eval mode)."""
+    running = None
+    for batch in loader:
+        running = eval_step(state, batch) if running is None else eval_step.accumulate(state, running, batch)
+    if running is None:
+        return {}
+    return M.compute(running)
+
+
+def fit(
+    model: Any,
+    state: TrainState,
+    train_loader: Any,
+    *,
+    loss_fn: Any,
+    optimizer: Any,
+    epochs: int,
+    val_loader: Any = None,
+    callbacks: Sequence[Callback] = (),
+    progress: bool = True,
+    compiled: bool = False,
+    sync_every: int = 10,
+    topk: tuple[int, ...] = (),
+    compute_dtype: Any = None,
+    start_epoch: int = 0,
+) -> tuple[TrainState, list[dict[str, Any]]]:
+    """Train ``model`` for ``epochs`` epochs; returns ``(state, history)``.
+
+    Args:
+        model, loss_fn, optimizer: as for :func:`make_train_step` (``optimizer`` must
+            be the one ``state.opt_state`` was made with).
+        state: a :class:`TrainState` (e.g. ``TrainState.create(model, optimizer, key)``).
+        train_loader: a ``funcnet.utils.data.DataLoader`` (or any iterable of ``(x, y)``
+            batches; ``set_epoch`` is called when present).
+        val_loader: evaluated after every epoch (``val_loss``, ``val_accuracy``).
+        callbacks: :class:`Callback` objects; one returning ``True`` stops training.
+        progress: a tqdm bar per epoch (step, loss, samples/s, lr, ETA); ``False`` is quiet.
+        compiled: run each epoch as one compiled ``lax.scan`` (array datasets that fit
+            in device memory; uses ``train_loader.epoch_indices``). Same bits as the step loop.
+        sync_every: wait for the device every this many steps (progress, NaN check,
+            bounded steps in flight).
+        start_epoch: the first epoch number (when resuming).
+
+    Returns:
+        The final state and the history: one dict per finished epoch.
+
+    Raises:
+        NonFiniteLossError: the loss became NaN/Inf; names the epoch and step.
+    KeyboardInterrupt stops training and returns what was done so far.
+    """
+    train_step = make_train_step(model, loss_fn, optimizer, topk=topk, compute_dtype=compute_dtype)
+    eval_step = make_eval_step(model, loss_fn, topk=topk, compute_dtype=compute_dtype) if val_loader else None
+    epoch_fn = make_epoch_fn(model, loss_fn, optimizer, topk=topk, compute_dtype=compute_dtype) if compiled else None
+    device_data = _device_arrays(train_loader) if compiled else None
+    history: list[dict[str, Any]] = []
+    for cb in callbacks:
+        cb.on_train_begin(state)
+    try:
+        for epoch in range(start_epoch, start_epoch + epochs):
+            if hasattr(train_loader, "set_epoch"):
+                train_loader.set_epoch(epoch)
+            start = time.perf_counter()
+            if compiled:
+                state, running = _compiled_epoch(epoch_fn, state, train_loader, device_data, epoch)
+                steps = None
+            else:
+                state, running, steps = _step_epoch(
+                    train_step, state, train_loader, epoch, start_epoch + epochs, progress, sync_every, topk
+                )
+            _check_finite(running, epoch, steps)
+            logs = {"epoch": epoch, **M.compute(running)}
+            logs["time"] = time.perf_counter() - start
+            logs["samples_per_s"] = logs["samples"] / max(logs["time"], 1e-9)
+            lr = current_lr(state.opt_state)
+            if lr is not None:
+                logs["lr"] = lr
+            if eval_step is not None:
+                logs.update({f"val_{k}": v for k, v in evaluate(eval_step, state, val_loader).items()})
+            history.append(logs)
+            if progress:
+                print(_epoch_line(logs, start_epoch + epochs), file=sys.stderr)
+            stop = [bool(cb.on_epoch_end(epoch, state, logs)) for cb in callbacks]
+            if any(stop):
+                break
+    except KeyboardInterrupt:
+        print(f"interrupted: returning the history of {len(history)} finished epoch(s)", file=sys.stderr)
+    for cb in callbacks:
+        cb.on_train_end(state, history)
+    return state, history
+
+
+def _epoch_line(logs: dict[str, Any], epochs: int) -> str:
+    parts = [f"epoch {logs['epoch'] + 1}/{epochs}", f"loss {logs['loss']:.4f}"]
+    for key in ("accuracy", "val_loss", "val_accuracy", "lr"):
+        if key in logs:
+            parts.append(f"{key} {logs[key]:.4g}")
+    parts.append(f"{logs['samples_per_s']:,.0f} samples/s")
+    return "  ".join(parts)
+
+
+def _step_epoch(train_step, state, loader, epoch, epochs, progress, sync_every, topk):
+    total = len(loader) if hasattr(loader, "__len__") else None
+    bar = _progress(total, epoch, epochs, progress)
+    running = M.empty(topk)
+    steps = 0
+    last_sync, last_time = 0, time.perf_counter()
+    try:
+        for batch in loader:
+            state, running = train_step.accumulate(state, running, batch)
+            steps += 1
+            if steps % sync_every == 0:
+                values = M.compute(running)  # waits for the device: bounds the steps in flight
+                _check_finite(running, epoch, total)
+                if bar is not None:
+                    now = time.perf_counter()
+                    bar.update(steps - last_sync)
+                    bar.set_postfix(loss=f"{values['loss']:.4f}",
+                                    steps_per_s=f"{(steps - last_sync) / max(now - last_time, 1e-9):.0f}",
+                                    refresh=False)
+                    last_sync, last_time = steps, now
+        if bar is not None:
+            bar.update(steps - last_sync)
+    finally:
+        if bar is not None:
+            bar.close()
+    return state, running, total or steps
+
+
+def _device_arrays(loader: Any):
+    if not hasattr(loader, "device_arrays"):
+        raise TypeError(
+            "compiled=True needs a funcnet DataLoader over an array dataset "
+            "(it uses loader.device_arrays() and loader.epoch_indices(epoch))"
+        )
+    return loader.device_arrays()
+
+
+def _compiled_epoch(epoch_fn, state, loader, data, epoch):
+    indices, mask = jax.device_get(loader.epoch_indices(epoch, with_mask=True))
+    if mask.all():
+        return epoch_fn(state, data, jnp.asarray(indices))
+    # A partial last batch runs after the scan, with its own shape, as in the step loop.
+    return epoch_fn(state, data, jnp.asarray(indices[:-1]), jnp.asarray(indices[-1][mask[-1]]))
+
+
+__all__ = ["NonFiniteLossError", "current_lr", "evaluate", "fit"]
