@@ -5,11 +5,20 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
-from conftest import assert_close
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import funcnet.nn as nn
 from funcnet.nn.module import ShapeError
+
+from .conftest import assert_close
+
+
+def matrix(names, combos, fast):
+    """Every combination; those outside ``fast`` are marked slow (the full matrix runs with -m slow)."""
+    return pytest.mark.parametrize(names, [
+        pytest.param(*c, marks=() if c in fast else pytest.mark.slow) for c in combos
+    ])
+
 
 KINDS = {
     "rnn_tanh": (nn.RNN, torch.nn.RNN, {}),
@@ -96,28 +105,25 @@ def run_both(fm, tm, params, x, hx=None, lengths=None, rtol=1e-5, atol=1e-6):
             assert_close(g_hx, thx.grad, rtol, atol)
 
 
-CONFIGS = [
-    dict(num_layers=2, bidirectional=True, batch_first=True),
-    dict(bias=False, num_layers=2),
-    pytest.param(dict(), marks=pytest.mark.slow),
-    pytest.param(dict(bidirectional=True), marks=pytest.mark.slow),
-    # dropout is inactive in eval mode
-    pytest.param(dict(num_layers=3, bidirectional=True, dropout=0.5), marks=pytest.mark.slow),
-]
+CONFIGS = {
+    "2layer-bidir-batchfirst": dict(num_layers=2, bidirectional=True, batch_first=True),
+    "nobias-2layer": dict(bias=False, num_layers=2),
+    "default": dict(),
+    "bidir": dict(bidirectional=True),
+    "3layer-bidir-dropout": dict(num_layers=3, bidirectional=True, dropout=0.5),  # inactive in eval
+}
 
 
-CONFIG_IDS = ["2layer-bidir-batchfirst", "nobias-2layer", "default", "bidir", "3layer-bidir-dropout"]
-
-
-@pytest.mark.parametrize("kind", list(KINDS))
-@pytest.mark.parametrize("config", CONFIGS, ids=CONFIG_IDS)
+@matrix("kind,config", [(k, c) for k in KINDS for c in CONFIGS],
+        fast={(k, "2layer-bidir-batchfirst") for k in KINDS} | {("gru", "nobias-2layer")})
 def test_forward_and_grads_match_torch(kind, config):
+    config = CONFIGS[config]
     fm, tm, params = pair(kind, 5, 7, **config)
     x = np.random.default_rng(0).standard_normal((6, 3, 5) if not config.get("batch_first") else (3, 6, 5))
     run_both(fm, tm, params, jnp.asarray(x, jnp.float32))
 
 
-@pytest.mark.parametrize("kind", list(KINDS))
+@matrix("kind", [(k,) for k in KINDS], fast={("lstm",), ("gru",)})
 def test_initial_states_match_torch(kind):
     fm, tm, params = pair(kind, 4, 6, num_layers=2, bidirectional=True)
     rng = np.random.default_rng(2)
@@ -127,7 +133,8 @@ def test_initial_states_match_torch(kind):
     run_both(fm, tm, params, x, hx)
 
 
-@pytest.mark.parametrize("config", [dict(), dict(num_layers=2, bidirectional=True, batch_first=True)])
+@pytest.mark.parametrize("config", [pytest.param(dict(), marks=pytest.mark.slow),
+                                    dict(num_layers=2, bidirectional=True, batch_first=True)])
 def test_lstm_proj_size_matches_torch(config):
     fm, tm, params = pair("lstm", 5, 8, proj_size=3, **config)
     assert params["weight_hr_l0"].shape == (3, 8)
@@ -140,8 +147,8 @@ def test_lstm_proj_size_matches_torch(config):
     run_both(fm, tm, params, x, hx)
 
 
-@pytest.mark.parametrize("kind", list(KINDS))
-@pytest.mark.parametrize("batch_first", [False, True])
+@matrix("kind,batch_first", [(k, b) for k in KINDS for b in (False, True)],
+        fast={("lstm", False), ("gru", True)})
 def test_lengths_match_pack_padded_sequence(kind, batch_first):
     fm, tm, params = pair(kind, 3, 5, num_layers=2, bidirectional=True, batch_first=batch_first)
     rng = np.random.default_rng(4)
@@ -176,7 +183,7 @@ def test_lengths_under_jit_with_traced_lengths():
     assert_close(h, t_h)
 
 
-@pytest.mark.parametrize("kind", list(KINDS))
+@matrix("kind", [(k,) for k in KINDS], fast={("lstm",)})
 def test_unbatched_input(kind):
     fm, tm, params = pair(kind, 3, 4, num_layers=2, bidirectional=True)
     rng = np.random.default_rng(6)
@@ -223,7 +230,7 @@ def test_parameter_names_shapes_order_and_init_match_torch():
 
 
 def test_dropout_between_layers_train_mode():
-    fm = nn.LSTM(4, 6, num_layers=3, dropout=0.5)
+    fm = nn.LSTM(4, 6, num_layers=2, dropout=0.5)
     params = fm.init(jax.random.key(0)).params
     x = jnp.asarray(np.random.default_rng(8).standard_normal((5, 2, 4)), jnp.float32)
     eval_out, _ = fm.apply(params, x)
@@ -259,9 +266,8 @@ CELLS = {
 }
 
 
-@pytest.mark.parametrize("kind", list(CELLS))
-@pytest.mark.parametrize("bias", [True, False])
-@pytest.mark.parametrize("given_state", [True, False])
+@matrix("kind,bias,given_state", [(k, b, g) for k in CELLS for b in (True, False) for g in (True, False)],
+        fast={(k, True, True) for k in CELLS} | {("gru", False, False)})
 def test_cells_match_torch(kind, bias, given_state):
     ours_cls, torch_cls, extra = CELLS[kind]
     torch.manual_seed(0)

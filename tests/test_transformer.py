@@ -5,10 +5,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
-from conftest import assert_close
 
 import funcnet.nn as nn
 from funcnet.nn.modules.transformer import LayerNorm, generate_square_subsequent_mask, run_layer_stack
+
+from .conftest import assert_close
 
 E, H, FF = 8, 2, 16
 
@@ -184,27 +185,29 @@ def test_transformer_init_and_keys_like_torch():
 
 def test_scan_and_loop_agree_in_train_mode_with_dropout():
     layer = nn.TransformerEncoderLayer(E, H, FF, dropout=0.3)
-    scan = nn.TransformerEncoder(layer, 4, scan_layers=True)
-    loop = nn.TransformerEncoder(layer, 4, scan_layers=False)
+    scan = nn.TransformerEncoder(layer, 3, scan_layers=True)
+    loop = nn.TransformerEncoder(layer, 3, scan_layers=False)
     params = scan.init(jax.random.key(0)).params
     x = jnp.asarray(randn(np.random.default_rng(5), 5, 2, E))
 
-    def run(model, key):
-        def loss(p):
+    def grad_fn(model):
+        def loss(p, key):
             out, _ = model.apply(p, x, key=key, train=True)
             return jnp.sum(out ** 2), out
-        return jax.jit(jax.value_and_grad(loss, has_aux=True))(params)
+        return jax.jit(jax.value_and_grad(loss, has_aux=True))
 
-    (_, out_s), g_s = run(scan, jax.random.key(1))
-    (_, out_l), g_l = run(loop, jax.random.key(1))
-    (_, out_s2), _ = run(scan, jax.random.key(1))
-    (_, out_other), _ = run(scan, jax.random.key(2))
+    run_scan, run_loop = grad_fn(scan), grad_fn(loop)
+    (_, out_s), g_s = run_scan(params, jax.random.key(1))
+    (_, out_l), g_l = run_loop(params, jax.random.key(1))
+    (_, out_s2), _ = run_scan(params, jax.random.key(1))
+    (_, out_other), _ = run_scan(params, jax.random.key(2))
     np.testing.assert_allclose(out_s, out_l, rtol=1e-5, atol=1e-6)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), g_s, g_l)
     np.testing.assert_array_equal(out_s, out_s2)
     assert not np.allclose(out_s, out_other)
-    assert not np.allclose(out_s, scan.apply(params, x))  # train mode differs from eval
-    np.testing.assert_allclose(scan.apply(params, x), loop.apply(params, x), rtol=1e-5, atol=1e-6)
+    eval_scan, eval_loop = scan.apply(params, x), loop.apply(params, x)
+    assert not np.allclose(out_s, eval_scan)  # train mode differs from eval
+    np.testing.assert_allclose(eval_scan, eval_loop, rtol=1e-5, atol=1e-6)
 
 
 class _Shift(nn.Module):
