@@ -96,14 +96,17 @@ class TransformerClassifier(nn.Module):
 def main() -> None:
     parser = argparse.ArgumentParser(description="Is the sequence sorted? (funcnet LSTM / Transformer)")
     parser.add_argument("--model", choices=["lstm", "transformer"], default="lstm")
-    parser.add_argument("--steps", type=int, default=800)
+    parser.add_argument("--steps", type=int, default=None, help="default: 800 (lstm), 1500 (transformer)")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--lr", type=float, default=None, help="default: 3e-3 (lstm), 1e-3 (transformer)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    lstm = args.model == "lstm"
+    args.steps = args.steps or (800 if lstm else 1500)
+    args.lr = args.lr or (3e-3 if lstm else 1e-3)
 
     rng = np.random.default_rng(args.seed)
-    model = LSTMClassifier() if args.model == "lstm" else TransformerClassifier()
+    model = LSTMClassifier() if lstm else TransformerClassifier()
     params = model.init(jax.random.key(args.seed)).params
     optimizer = optax.adam(args.lr)
     opt_state = optimizer.init(params)

@@ -115,7 +115,6 @@ def make_mha(**kwargs):
 
 MHA_FAST = {("batch_first_kpm_bool", False, True), ("attn_mask_bool_2d", True, False),
             ("attn_mask_float_3d_and_kpm", False, True), ("kpm_float", True, True),
-            ("no_bias", False, True), ("add_zero_attn", True, False),
             ("bias_kv_zero_attn_kdim", False, True), ("bias_kv_zero_attn_kdim", True, True),
             ("causal_hint", False, True)}
 

@@ -65,7 +65,7 @@ def matrix(names, combos, fast):
 @matrix("norm_first,act,masks",
         [(nf, a, m) for nf in (False, True) for a in ACTIVATIONS
          for m in ("none", "bool", "float_causal_hint")],
-        fast={(False, "relu", "bool"), (True, "gelu", "float_causal_hint"), (False, "callable", "none")})
+        fast={(False, "relu", "bool"), (True, "gelu", "float_causal_hint")})
 def test_encoder_layer_matches_torch(norm_first, act, masks):
     ours_act, torch_act = ACTIVATIONS[act]
     batch_first = masks == "bool"
@@ -93,7 +93,7 @@ def test_encoder_layer_matches_torch(norm_first, act, masks):
 
 
 @matrix("norm_first,batch_first", [(a, b) for a in (False, True) for b in (False, True)],
-        fast={(False, False), (True, True)})
+        fast={(True, True)})
 def test_decoder_layer_matches_torch(norm_first, batch_first):
     torch.manual_seed(0)
     tm = torch.nn.TransformerDecoderLayer(E, H, FF, activation="gelu", norm_first=norm_first,
@@ -133,7 +133,7 @@ def test_encoder_stack_matches_torch(scan, norm_first):
             randn(rng, *x.shape))
 
 
-@matrix("scan", [(True,), (False,)], fast={(True,)})
+@matrix("scan", [(True,), (False,)], fast=set())
 def test_decoder_stack_matches_torch(scan):
     torch.manual_seed(0)
     tl = torch.nn.TransformerDecoderLayer(E, H, FF)
