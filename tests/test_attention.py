@@ -6,12 +6,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as TF
+from conftest import assert_close
 
 import funcnet.nn as nn
 import funcnet.nn.functional as F
 from funcnet.nn.module import ShapeError
-
-from .conftest import assert_close
 
 
 def randn(rng, *shape):

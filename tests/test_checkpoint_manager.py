@@ -219,7 +219,7 @@ def _run(script, *args):
 @pytest.mark.slow
 @pytest.mark.subprocess
 def test_resumed_run_is_bit_identical_to_an_uninterrupted_one(tmp_path, monkeypatch):
-    from .test_serialization import assert_identical
+    from test_serialization import assert_identical
 
     script = tmp_path / "train.py"
     script.write_text(_TRAIN)

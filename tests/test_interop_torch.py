@@ -5,11 +5,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
+from conftest import assert_close
 
 from funcnet import nn
 from funcnet.interop import from_torch, to_torch
-
-from .conftest import assert_close
 
 
 class Net(nn.Module):
@@ -40,8 +39,6 @@ class TorchNet(torch.nn.Module):
         return self.fc3(x)
 
 
-# FOLLOW-UP: Conv2d is not on main yet; once it is, add the CNN+BatchNorm2d twin here
-# (Conv2d -> BatchNorm2d -> ReLU -> Linear) with the same checks as BNNet.
 class BNNet(nn.Module):
     def __init__(self):
         super().__init__()
@@ -192,3 +189,33 @@ def test_dtypes_are_preserved(rng, dtype, torch_dtype):
     as_f32 = from_torch(nn.Linear(6, 3), tm.state_dict())
     assert as_f32.params["weight"].dtype == jnp.float32
     np.testing.assert_array_equal(as_f32.params["weight"], tm.weight.detach().float().numpy())
+
+
+def cnn(lib):
+    """The same small CNN in funcnet (lib=nn) or torch (lib=torch.nn): identical state_dict keys."""
+    return lib.Sequential(lib.Conv2d(1, 8, 3, padding=1), lib.BatchNorm2d(8), lib.ReLU(), lib.MaxPool2d(2),
+                          lib.Dropout(0.25), lib.Flatten(), lib.Linear(8 * 4 * 4, 10))
+
+
+def test_cnn_with_batchnorm2d_round_trip(rng):
+    torch.manual_seed(3)
+    tm = cnn(torch.nn)
+    opt = torch.optim.SGD(tm.parameters(), lr=0.1)
+    for _ in range(3):  # trained weights and non-trivial running statistics
+        loss = tm(torch.randn(16, 1, 8, 8)).square().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    tm.eval()
+    model = cnn(nn)
+    variables = from_torch(model, tm.state_dict())
+    x = rng.standard_normal((5, 1, 8, 8)).astype(np.float32)
+    with torch.no_grad():
+        expected = tm(torch.from_numpy(x))
+    assert_close(model.apply(variables, jnp.asarray(x)), expected, rtol=1e-5, atol=1e-5)
+    exported = to_torch(model, variables)
+    fresh = cnn(torch.nn)
+    assert str(fresh.load_state_dict(exported, strict=True)) == "<All keys matched successfully>"
+    fresh.eval()
+    with torch.no_grad():
+        assert torch.equal(fresh(torch.from_numpy(x)), expected)

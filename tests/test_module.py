@@ -8,12 +8,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
+from conftest import assert_close
 
 import funcnet
 import funcnet.nn as nn
 from funcnet.nn import functional as F
-
-from .conftest import assert_close
 
 
 class Net(nn.Module):
@@ -418,3 +417,16 @@ def test_functional_call_matches_apply(rng):
     variables = model.init(jax.random.key(0))
     x = rng.standard_normal((2, 784)).astype(np.float32)
     np.testing.assert_array_equal(nn.functional_call(model, variables, (x,)), model.apply(variables, x))
+
+
+def test_small_cnn_manifest_equals_torch():
+    def cnn(lib):
+        return lib.Sequential(
+            lib.Conv2d(1, 8, 3, padding=1), lib.BatchNorm2d(8), lib.ReLU(), lib.MaxPool2d(2), lib.Dropout(0.25),
+            lib.Conv2d(8, 16, 3), lib.BatchNorm2d(16), lib.ReLU(), lib.Flatten(), lib.Linear(16 * 2 * 2, 10),
+        )
+
+    model = cnn(nn)
+    variables = model.init(jax.random.key(0))
+    assert manifest(model.state_dict(variables)) == manifest(cnn(torch.nn).state_dict())
+    assert repr(model) == repr(cnn(torch.nn))

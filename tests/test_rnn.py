@@ -5,12 +5,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
+from conftest import assert_close
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import funcnet.nn as nn
 from funcnet.nn.module import ShapeError
-
-from .conftest import assert_close
 
 
 def matrix(names, combos, fast):

@@ -5,14 +5,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
+from conftest import assert_close
 from safetensors import safe_open
 from safetensors.torch import load_file as torch_load_file
 from safetensors.torch import save_file as torch_save_file
 
 from funcnet import nn
 from funcnet.interop import load_safetensors, save_safetensors
-
-from .conftest import assert_close
 
 
 def make_model():

@@ -5,11 +5,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
+from conftest import assert_close
 
 import funcnet.nn as nn
-from funcnet.nn.modules.transformer import LayerNorm, generate_square_subsequent_mask, run_layer_stack
-
-from .conftest import assert_close
+from funcnet.nn import LayerNorm
+from funcnet.nn.modules.transformer import generate_square_subsequent_mask, run_layer_stack
 
 E, H, FF = 8, 2, 16
 
@@ -188,12 +188,14 @@ def test_scan_and_loop_agree_in_train_mode_with_dropout():
     scan = nn.TransformerEncoder(layer, 3, scan_layers=True)
     loop = nn.TransformerEncoder(layer, 3, scan_layers=False)
     params = scan.init(jax.random.key(0)).params
-    x = jnp.asarray(randn(np.random.default_rng(5), 5, 2, E))
+    rng = np.random.default_rng(5)
+    x = jnp.asarray(randn(rng, 5, 2, E))
+    w = jnp.asarray(randn(rng, 5, 2, E))  # not sum(out**2): after a post-norm LayerNorm that is constant
 
     def grad_fn(model):
         def loss(p, key):
             out, _ = model.apply(p, x, key=key, train=True)
-            return jnp.sum(out ** 2), out
+            return jnp.sum(out * w), out
         return jax.jit(jax.value_and_grad(loss, has_aux=True))
 
     run_scan, run_loop = grad_fn(scan), grad_fn(loop)

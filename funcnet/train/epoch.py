@@ -28,6 +28,7 @@ def make_epoch_fn(
     topk: tuple[int, ...] = (),
     compute_dtype: Any = None,
     donate: bool = True,
+    trainable: Any = None,
 ) -> Callable[[TrainState, tuple[jax.Array, jax.Array], jax.Array], tuple[TrainState, M.Metrics]]:
     """A jitted ``(state, (inputs, targets), batch_indices) -> (state, metrics)``.
 
@@ -37,8 +38,10 @@ def make_epoch_fn(
         batch_indices: ``int32 [num_batches, batch_size]``, e.g. from
             ``DataLoader.epoch_indices(epoch)``; a final partial batch may be passed
             separately as ``tail_indices`` (``int32 [r]``) and runs after the scan.
+
+    ``trainable``: train only these parameters, as in ``make_train_step``.
     """
-    step = train_step_fn(model, loss_fn, optimizer, topk, compute_dtype)
+    step = train_step_fn(model, loss_fn, optimizer, topk, compute_dtype, trainable)
 
     def gather(data, idx):
         return jax.tree.map(lambda a: jnp.take(a, idx, axis=0), data)

@@ -93,6 +93,7 @@ def fit(
     topk: tuple[int, ...] = (),
     compute_dtype: Any = None,
     start_epoch: int = 0,
+    trainable: Any = None,
 ) -> tuple[TrainState, list[dict[str, Any]]]:
     """Train ``model`` for ``epochs`` epochs; returns ``(state, history)``.
 
@@ -110,6 +111,8 @@ def fit(
         sync_every: wait for the device every this many steps (progress, NaN check,
             bounded steps in flight).
         start_epoch: the first epoch number (when resuming).
+        trainable: train only these parameters (see :func:`make_train_step`); the state
+            must come from ``TrainState.create(..., trainable=...)``.
 
     Returns:
         The final state and the history: one dict per finished epoch.
@@ -118,9 +121,15 @@ def fit(
         NonFiniteLossError: the loss became NaN/Inf; names the epoch and step.
     KeyboardInterrupt stops training and returns what was done so far.
     """
-    train_step = make_train_step(model, loss_fn, optimizer, topk=topk, compute_dtype=compute_dtype)
+    train_step = make_train_step(
+        model, loss_fn, optimizer, topk=topk, compute_dtype=compute_dtype, trainable=trainable
+    )
     eval_step = make_eval_step(model, loss_fn, topk=topk, compute_dtype=compute_dtype) if val_loader else None
-    epoch_fn = make_epoch_fn(model, loss_fn, optimizer, topk=topk, compute_dtype=compute_dtype) if compiled else None
+    epoch_fn = (
+        make_epoch_fn(model, loss_fn, optimizer, topk=topk, compute_dtype=compute_dtype, trainable=trainable)
+        if compiled
+        else None
+    )
     device_data = _device_arrays(train_loader) if compiled else None
     history: list[dict[str, Any]] = []
     for cb in callbacks:

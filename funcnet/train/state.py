@@ -14,6 +14,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from funcnet.nn.utils.trainable import split_trainable
+
 
 @jax.tree_util.register_dataclass
 @dataclass(frozen=True)
@@ -36,12 +38,19 @@ class TrainState:
 
     @classmethod
     def create(
-        cls, model: Any, optimizer: optax.GradientTransformation, key: jax.Array, variables: Any = None
+        cls,
+        model: Any,
+        optimizer: optax.GradientTransformation,
+        key: jax.Array,
+        variables: Any = None,
+        trainable: Any = None,
     ) -> TrainState:
         """Initialise ``model`` (unless ``variables`` is given) and the optimizer.
 
         ``key`` is split in two: one half initialises the parameters, the other
-        becomes the run key for dropout and augmentation.
+        becomes the run key for dropout and augmentation. ``trainable`` (a name
+        selector, as in ``make_train_step(..., trainable=...)``) initialises the
+        optimizer on that part of the parameters only: no state for the frozen rest.
         """
         init_key, run_key = jax.random.split(key)
         if variables is None:
@@ -50,7 +59,7 @@ class TrainState:
         return cls(
             params=params,
             buffers=buffers,
-            opt_state=optimizer.init(params),
+            opt_state=optimizer.init(params if trainable is None else split_trainable(params, trainable)[0]),
             key=run_key,
             step=jnp.zeros((), jnp.int32),
         )

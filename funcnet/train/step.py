@@ -16,6 +16,7 @@ from typing import Any
 import jax
 import optax
 
+from funcnet.nn.utils.trainable import NameSpec, merge, split_trainable
 from funcnet.train import metrics as M
 from funcnet.train.state import TrainState
 
@@ -28,12 +29,18 @@ def train_step_fn(
     optimizer: optax.GradientTransformation,
     topk: tuple[int, ...] = (),
     compute_dtype: Any = None,
+    trainable: NameSpec | None = None,
 ) -> Callable[[TrainState, Any, jax.Array | None], tuple[TrainState, M.Metrics]]:
     """The un-jitted step ``(state, (x, y), key=None) -> (state, metrics)``.
 
     The key for step ``k`` is ``fold_in(state.key, k)`` unless one is given, so
     the run is reproducible from the state alone. Shared by the step-by-step loop
     and the compiled epoch, which is why both give the same bits.
+
+    With ``trainable`` (a name selector, see ``funcnet.nn.utils.split_trainable``) the
+    parameters are split inside the step: only the trainable part is differentiated and
+    given to the optimizer (whose state must be ``optimizer.init`` of that part, see
+    ``TrainState.create(..., trainable=...)``); the rest is a constant, left untouched.
     """
 
     def step(state: TrainState, batch: Any, key: jax.Array | None = None):
@@ -46,10 +53,19 @@ def train_step_fn(
             )
             return loss_fn(out, target), (out, buffers)
 
-        (loss, (out, buffers)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
-        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        if trainable is None:
+            (loss, (out, buffers)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
+            updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+            params = optax.apply_updates(state.params, updates)
+        else:
+            train_params, frozen = split_trainable(state.params, trainable)
+            (loss, (out, buffers)), grads = jax.value_and_grad(
+                lambda p: objective(merge(p, frozen)), has_aux=True
+            )(train_params)
+            updates, opt_state = optimizer.update(grads, state.opt_state, train_params)
+            params = merge(optax.apply_updates(train_params, updates), frozen)
         new_state = state.replace(
-            params=optax.apply_updates(state.params, updates),
+            params=params,
             buffers=buffers,
             opt_state=opt_state,
             step=state.step + 1,
@@ -120,6 +136,7 @@ def make_train_step(
     topk: tuple[int, ...] = (),
     compute_dtype: Any = None,
     donate: bool = True,
+    trainable: NameSpec | None = None,
 ) -> TrainStep:
     """A jitted step ``(state, (x, y), key=None) -> (state, metrics)``.
 
@@ -130,8 +147,13 @@ def make_train_step(
         topk: extra top-k accuracies to count (e.g. ``(5,)``).
         compute_dtype: a mixed-precision policy, e.g. ``jnp.bfloat16`` (parameters stay float32).
         donate: donate the input state's buffers (do not reuse the state you passed in).
+        trainable: train only these parameters (torch: ``requires_grad_(False)`` on the rest).
+            A predicate on the dotted torch name, a name, or a list of names / module prefixes
+            (``"head"`` selects ``head.*``). Gradients are computed for this part only, and
+            ``state.opt_state`` must have been made from it:
+            ``TrainState.create(model, optimizer, key, trainable=...)``. ``None``: all.
     """
-    return TrainStep(train_step_fn(model, loss_fn, optimizer, topk, compute_dtype), donate)
+    return TrainStep(train_step_fn(model, loss_fn, optimizer, topk, compute_dtype, trainable), donate)
 
 
 def make_eval_step(model: Any, loss_fn: LossFn, *, topk: tuple[int, ...] = (), compute_dtype: Any = None) -> EvalStep:

@@ -35,8 +35,10 @@ class _BatchNorm(Module):
         dtype: Any = None,
         *,
         bias: bool = True,
+        axis_name: str | None = None,
     ) -> None:
         super().__init__()
+        self.axis_name = axis_name
         self.num_features = num_features
         self.eps = eps
         self.momentum = momentum
@@ -64,10 +66,22 @@ class _BatchNorm(Module):
         stat_dtype = jnp.promote_types(x.dtype, jnp.float32)
         xs = x.astype(stat_dtype)
         if use_batch_stats:
-            mean = jnp.mean(xs, axis=reduce_axes)
-            var = jnp.mean(jnp.square(xs - mean.reshape(bshape)), axis=reduce_axes)
+            replicas = _bound_axis_size(self.axis_name)
+            if (x.size // self.num_features) * (replicas or 1) == 1:
+                raise self.shape_error(
+                    f"{self._shape_text.format(C=self.num_features)} with more than 1 value per channel "
+                    f"(batch statistics)",
+                    x.shape,
+                )
+            if replicas is None:
+                mean = jnp.mean(xs, axis=reduce_axes)
+                var = jnp.mean(jnp.square(xs - mean.reshape(bshape)), axis=reduce_axes)
+            else:  # SyncBatchNorm: global-batch statistics (equal per-device batch sizes)
+                mean = jax.lax.pmean(jnp.mean(xs, axis=reduce_axes), self.axis_name)
+                var = jax.lax.pmean(jnp.mean(jnp.square(xs - mean.reshape(bshape)), axis=reduce_axes),
+                                    self.axis_name)
             if self.training and self.track_running_stats:
-                self._update_running_stats(mean, var, x.size // self.num_features)
+                self._update_running_stats(mean, var, (x.size // self.num_features) * (replicas or 1))
         else:
             mean, var = self.running_mean.astype(stat_dtype), self.running_var.astype(stat_dtype)
         y = (xs - mean.reshape(bshape)) * jax.lax.rsqrt(var.reshape(bshape) + self.eps)
@@ -90,10 +104,21 @@ class _BatchNorm(Module):
         self.running_var = ((1 - factor) * old_var + factor * unbiased).astype(old_var.dtype)
 
     def extra_repr(self) -> str:
-        return (
+        text = (
             f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
             f"bias={'bias' in self._parameters}, track_running_stats={self.track_running_stats}"
         )
+        return text if self.axis_name is None else f"{text}, axis_name={self.axis_name!r}"
+
+
+def _bound_axis_size(axis_name: str | None) -> int | None:
+    """The size of mapped axis ``axis_name`` if it is bound here (pmap/shard_map), else None."""
+    if axis_name is None:
+        return None
+    try:
+        return int(jax.lax.psum(1, axis_name))
+    except NameError:  # not inside a map over this axis: plain BatchNorm
+        return None
 
 
 class BatchNorm1d(_BatchNorm):
@@ -115,3 +140,40 @@ class BatchNorm3d(_BatchNorm):
 
     _accepted_ndims = (5,)
     _shape_text = "[N, {C}, D, H, W]"
+
+
+class SyncBatchNorm(_BatchNorm):
+    """``torch.nn.SyncBatchNorm``: BatchNorm over the global batch of a data-parallel step.
+
+    Input ``[N, C, *]`` (any rank ≥ 2). torch's ``process_group`` becomes ``axis_name``,
+    the name of the mapped device axis (``funcnet.parallel``'s pmap step uses ``"batch"``):
+    the mean and variance are ``lax.pmean``-ed across it, assuming equal per-device batch
+    sizes, and the running statistics use the global sample count. Outside a map over
+    ``axis_name`` it behaves as ``BatchNorm`` (torch falls back the same way when not
+    distributed); under a sharded ``jax.jit`` plain BatchNorm already sees the global batch.
+    """
+
+    _shape_text = "[N, {C}, *]"
+
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = True,
+        process_group: Any = None,
+        device: Any = None,
+        dtype: Any = None,
+        *,
+        axis_name: str = "batch",
+    ) -> None:
+        if process_group is not None:
+            raise ValueError("SyncBatchNorm: funcnet has no process groups; pass axis_name= (the mapped "
+                             f"device axis, e.g. 'batch'), got process_group={process_group!r}")
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype,
+                         axis_name=axis_name)
+
+    def _check_input(self, x: jax.Array) -> None:
+        if x.ndim < 2 or x.shape[1] != self.num_features:
+            raise self.shape_error(self._shape_text.format(C=self.num_features), x.shape)

@@ -15,6 +15,8 @@ the same numbers and, in train mode, the same dropout masks for the same key
 (layer ``i`` uses ``fold_in(key of the stack, i)``). If the layers are not identical
 (someone replaced one) the loop is used.
 
+LayerNorm is the shared ``funcnet.nn.LayerNorm``; relu/gelu are ``funcnet.nn.functional``'s.
+
 Differences from torch, all deliberate:
 
 * torch's inference "fast path" (nested tensors, ``enable_nested_tensor``) returns
@@ -39,62 +41,22 @@ import jax.numpy as jnp
 from jax import lax
 
 from funcnet.nn import _context, init
+from funcnet.nn import functional as F
 from funcnet.nn.module import Module
 from funcnet.nn.modules.attention import MultiheadAttention
 from funcnet.nn.modules.container import ModuleList
 from funcnet.nn.modules.dropout import Dropout
 from funcnet.nn.modules.linear import Linear
-from funcnet.nn.parameter import Parameter
-
-
-class _LayerNorm(Module):
-    """Minimal ``torch.nn.LayerNorm`` (used until ``funcnet.nn.LayerNorm`` exists): biased variance."""
-
-    def __init__(self, normalized_shape: int | tuple[int, ...], eps: float = 1e-5,
-                 elementwise_affine: bool = True, bias: bool = True, dtype: Any = None) -> None:
-        super().__init__()
-        shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
-        self.normalized_shape = shape
-        self.eps = eps
-        self.elementwise_affine = elementwise_affine
-        if elementwise_affine:
-            self.weight = Parameter(shape, init.ones, dtype)
-            if bias:
-                self.bias = Parameter(shape, init.zeros, dtype)
-
-    def forward(self, x: jax.Array) -> jax.Array:
-        axes = tuple(range(x.ndim - len(self.normalized_shape), x.ndim))
-        if tuple(x.shape[x.ndim - len(self.normalized_shape):]) != self.normalized_shape:
-            raise self.shape_error(f"[..., {', '.join(map(str, self.normalized_shape))}]", x.shape)
-        mean = jnp.mean(x, axis=axes, keepdims=True)
-        var = jnp.mean(jnp.square(x - mean), axis=axes, keepdims=True)
-        y = (x - mean) * lax.rsqrt(var + self.eps)
-        if self.elementwise_affine:
-            y = y * self.weight
-            if "bias" in self._parameters:
-                y = y + self.bias
-        return y
-
-    def extra_repr(self) -> str:
-        return (f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}, "
-                f"bias={'bias' in self._parameters}")
-
-
-_LayerNorm.__name__ = _LayerNorm.__qualname__ = "LayerNorm"
-
-try:  # the shared LayerNorm, once it exists
-    from funcnet.nn.modules.normalization import LayerNorm
-except ImportError:  # pragma: no cover - depends on the branch
-    LayerNorm = _LayerNorm
+from funcnet.nn.modules.normalization import LayerNorm
 
 
 def _activation(activation: str | Callable) -> Callable:
     if callable(activation):
         return activation
     if activation == "relu":
-        return jax.nn.relu
+        return F.relu
     if activation == "gelu":
-        return lambda x: jax.nn.gelu(x, approximate=False)  # torch's F.gelu default: exact erf
+        return F.gelu  # torch's default: the exact erf form
     raise RuntimeError(f"activation should be relu/gelu, not {activation}")
 
 

@@ -49,9 +49,12 @@ def _make_placer(device: Any) -> Callable[[Any], Any] | None:
 
     if device is True:
         device = jax.devices()[0]
+    if callable(device) and not isinstance(device, (jax.Device, jax.sharding.Sharding)):
+        return device  # a placement function, e.g. funcnet.parallel.PerDeviceSplit()
     is_sharding = isinstance(device, jax.sharding.Sharding)
     if not is_sharding and not isinstance(device, jax.Device):
-        raise TypeError(f"DataLoader: device must be None, True, a jax.Device or a jax.sharding.Sharding; "
+        raise TypeError(f"DataLoader: device must be None, True, a jax.Device, a jax.sharding.Sharding or a "
+                        f"placement callable; "
                         f"got {type(device).__name__}")
     multihost = is_sharding and jax.process_count() > 1
 
@@ -90,7 +93,8 @@ class DataLoader:
             ``key = self.batch_key(epoch, batch_index)`` (see :mod:`~funcnet.utils.data.transforms`).
         device: ``None`` (host numpy batches), ``True`` (the default JAX device), a ``jax.Device``
             or a ``jax.sharding.Sharding`` (multi-device; on several hosts each process passes its
-            local part of the global batch, e.g. from :class:`DistributedSampler`).
+            local part of the global batch, e.g. from :class:`DistributedSampler`), or a callable
+            ``batch -> placed batch`` such as ``funcnet.parallel.PerDeviceSplit()`` (pmap layout).
         jit_transform: compile ``transform`` with ``jax.jit`` (set False for non-jittable ones).
 
     ``len(loader)`` is torch's: ``n // bs`` with ``drop_last`` else ``ceil(n / bs)``.

@@ -1,0 +1,337 @@
+"""Transfer learning: load_backbone, the frozen train step (trainable=), and the examples."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import optax
+import pytest
+
+import funcnet.nn as nn
+import funcnet.optim as optim
+from funcnet.datasets import Digits
+from funcnet.nn.transfer import LoadReport, load_backbone
+from funcnet.nn.utils import named_leaves
+from funcnet.train import TrainState, evaluate, make_epoch_fn, make_eval_step, make_train_step
+from funcnet.utils.data import DataLoader, TensorDataset
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class Net(nn.Module):
+    """A tiny CNN: ``backbone`` (conv, BN, ReLU, max-pool, flatten: 8*4*4 features) and a linear head."""
+
+    def __init__(self, num_classes: int = 5):
+        super().__init__()
+        self.backbone = nn.Sequential(
+            nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten()
+        )
+        self.head = nn.Linear(128, num_classes)
+
+    def forward(self, x):
+        return self.head(self.backbone(x))
+
+
+BACKBONE_KEYS = [
+    "backbone.0.weight", "backbone.0.bias", "backbone.1.weight", "backbone.1.bias",
+    "backbone.1.running_mean", "backbone.1.running_var", "backbone.1.num_batches_tracked",
+]
+
+
+def digits(train: bool, classes: range, shots: int | None = None, seed: int = 0):
+    images, labels = Digits(train=train).tensors
+    rng = np.random.default_rng(seed)
+    keep = []
+    for c in classes:
+        idx = np.flatnonzero(labels == c)
+        keep.append(idx if shots is None else rng.choice(idx, shots, replace=False))
+    keep = np.sort(np.concatenate(keep))
+    return images[keep], (labels[keep] - classes.start).astype(np.int32)
+
+
+def batch(n: int = 10, seed: int = 0):
+    x, y = digits(True, range(5, 10))
+    idx = np.random.default_rng(seed).choice(len(x), n, replace=False)
+    return x[idx], y[idx]
+
+
+def random_state_dict(model: nn.Module, seed: int) -> dict:
+    """A state dict of the right shapes whose values differ from any init."""
+    v = model.init(jax.random.key(seed))
+    return {k: np.asarray(a) + (0 if a.dtype.kind == "i" else 0.5) for k, a in model.state_dict(v).items()}
+
+
+# -- load_backbone ----------------------------------------------------------------------------
+
+
+def test_load_backbone_loads_backbone_and_keeps_fresh_head():
+    model = Net()
+    pretrained = random_state_dict(Net(), seed=1)  # a full Net state dict: backbone.* and head.*
+    fresh = model.init(jax.random.key(2))
+    fresh_head = {k: np.asarray(v) for k, v in fresh.params["head"].items()}
+    variables, report = load_backbone(model, pretrained, fresh)
+
+    assert isinstance(report, LoadReport)
+    assert report.loaded == BACKBONE_KEYS
+    assert report.missing == ["head.weight", "head.bias"]
+    assert report.unexpected == []
+    assert report.ignored == ["head.weight", "head.bias"]
+    assert report.loaded_values == 8 * 9 + 8 + 4 * 8 + 1
+    assert report.incompatible_keys == nn.IncompatibleKeys(["head.weight", "head.bias"], [])
+    sd = model.state_dict(variables)
+    for k in BACKBONE_KEYS:
+        np.testing.assert_array_equal(np.asarray(sd[k]), pretrained[k])
+    np.testing.assert_array_equal(np.asarray(sd["head.weight"]), fresh_head["weight"])
+    np.testing.assert_array_equal(np.asarray(sd["head.bias"]), fresh_head["bias"])
+    text = str(report)
+    assert "loaded 7 tensors (113 values)" in text
+    assert "missing 2 (kept from init): head.weight, head.bias" in text
+    assert "ignored 2 (outside the prefix): head.weight, head.bias" in text
+
+
+def test_load_backbone_renames_source_prefix_and_accepts_a_key():
+    model = Net()
+    bare = {k.removeprefix("backbone."): v for k, v in random_state_dict(Net(), 3).items() if k in BACKBONE_KEYS}
+    variables, report = load_backbone(model, bare, jax.random.key(0), source_prefix="")
+    assert report.loaded == BACKBONE_KEYS and report.ignored == []
+    np.testing.assert_array_equal(np.asarray(variables.params["backbone"]["0"]["weight"]), bare["0.weight"])
+
+    features = {"features." + k: v for k, v in bare.items()}
+    features["classifier.weight"] = np.zeros((10, 128), np.float32)
+    _, report = load_backbone(model, features, jax.random.key(0), source_prefix="features")
+    assert report.loaded == BACKBONE_KEYS and report.ignored == ["classifier.weight"]
+
+
+def test_load_backbone_strict_names_the_keys():
+    model = Net()
+    sd = random_state_dict(Net(), 4)
+    with pytest.raises(RuntimeError, match=r'Missing key\(s\) under \'backbone\.\': "backbone\.0\.weight"'):
+        load_backbone(model, sd, jax.random.key(0), source_prefix="features.")  # wrong prefix: nothing loads
+    extra = {**sd, "backbone.9.weight": np.zeros(3, np.float32)}
+    with pytest.raises(RuntimeError, match=r'Unexpected key\(s\) in state_dict: "backbone\.9\.weight"'):
+        load_backbone(model, extra, jax.random.key(0))
+    _, report = load_backbone(model, extra, jax.random.key(0), strict=False)
+    assert report.unexpected == ["backbone.9.weight"]
+    wrong = {**sd, "backbone.0.weight": np.zeros((8, 1, 5, 5), np.float32)}
+    with pytest.raises(RuntimeError, match=r"size mismatch for backbone\.0\.weight"):
+        load_backbone(model, wrong, jax.random.key(0), strict=False)  # as torch: even when not strict
+
+
+# -- the frozen train step ---------------------------------------------------------------------
+
+
+def _states(trainable="head", optimizer=None):
+    model = Net()
+    optimizer = optimizer or optim.SGD(lr=0.1, momentum=0.9)
+    variables, _ = load_backbone(model, random_state_dict(Net(), 5), jax.random.key(6))
+    state = TrainState.create(model, optimizer, jax.random.key(7), variables=variables, trainable=trainable)
+    return model, optimizer, state
+
+
+def test_frozen_backbone_is_bit_identical_and_head_trains():
+    model, optimizer, state = _states()
+    before = {k: np.asarray(v) for k, v in named_leaves(state.params)}
+    step = make_train_step(model, nn.CrossEntropyLoss(), optimizer, trainable="head")
+    for i in range(5):
+        state, _ = step(state, batch(seed=i))
+    after = dict(named_leaves(state.params))
+    assert sorted(after) == sorted(before)
+    for name in ("backbone.0.weight", "backbone.0.bias", "backbone.1.weight", "backbone.1.bias"):
+        np.testing.assert_array_equal(np.asarray(after[name]), before[name])
+    for name in ("head.weight", "head.bias"):
+        assert not np.allclose(np.asarray(after[name]), before[name])
+    # As in torch, requires_grad_(False) does not stop train-mode BatchNorm statistics.
+    assert int(state.buffers["backbone"]["1"]["num_batches_tracked"]) == 5  # loaded 0, +5 steps
+
+
+def test_optimizer_state_holds_only_the_head():
+    _, _, state = _states()
+    names = [name for name, leaf in named_leaves(state.opt_state) if np.ndim(leaf) > 0]
+    assert names and all(".head." in f".{n}." for n in names), names
+    shapes = sorted(np.shape(leaf) for leaf in jax.tree.leaves(state.opt_state) if np.ndim(leaf) > 0)
+    assert shapes == [(5,), (5, 128)]  # SGD momentum buffers for head.bias and head.weight only
+
+
+def _conv_ops(jaxpr) -> int:
+    count = 0
+    for eqn in jaxpr.eqns:
+        count += eqn.primitive.name == "conv_general_dilated"
+        for value in eqn.params.values():
+            inner = getattr(value, "jaxpr", None)
+            if inner is not None and hasattr(inner, "eqns"):
+                count += _conv_ops(inner)
+            elif hasattr(value, "eqns"):
+                count += _conv_ops(value)
+    return count
+
+
+def test_no_gradient_is_computed_for_the_frozen_backbone():
+    model, optimizer, state = _states()
+    frozen = make_train_step(model, nn.CrossEntropyLoss(), optimizer, trainable="head")
+    frozen_jaxpr = jax.make_jaxpr(frozen.fn)(state, batch()).jaxpr
+    _, _, full_state = _states(trainable=None)
+    full = make_train_step(model, nn.CrossEntropyLoss(), optimizer)
+    full_jaxpr = jax.make_jaxpr(full.fn)(full_state, batch()).jaxpr
+    assert _conv_ops(frozen_jaxpr) == 1  # the forward convolution only
+    assert _conv_ops(full_jaxpr) == 2  # forward + the gradient of the conv weight
+
+    # The gradient tree the optimizer sees: capture it with a pass-through transform.
+    seen = []
+
+    def record(updates, opt_state, params=None):
+        seen.append(sorted(n for n, _ in named_leaves(updates)))
+        return updates, opt_state
+
+    spy = optax.chain(optax.GradientTransformation(lambda p: optax.EmptyState(), record), optimizer)
+    _, _, spy_state = _states(optimizer=spy)
+    jax.make_jaxpr(make_train_step(model, nn.CrossEntropyLoss(), spy, trainable="head").fn)(spy_state, batch())
+    assert seen == [["head.bias", "head.weight"]]
+
+
+def test_trainable_everything_equals_the_default_step_bit_for_bit():
+    model, optimizer, a = _states(trainable=None, optimizer=optim.Adam(lr=1e-2))
+    _, _, b = _states(trainable=lambda name: True, optimizer=optim.Adam(lr=1e-2))
+    default = make_train_step(model, nn.CrossEntropyLoss(), optimizer)
+    split = make_train_step(model, nn.CrossEntropyLoss(), optimizer, trainable=lambda name: True)
+    for i in range(3):
+        a, ma = default(a, batch(seed=i))
+        b, mb = split(b, batch(seed=i))
+    for (na, la), (nb, lb) in zip(named_leaves((a.params, a.buffers)), named_leaves((b.params, b.buffers)),
+                                  strict=True):
+        assert na == nb
+        np.testing.assert_array_equal(np.asarray(la), np.asarray(lb))
+    np.testing.assert_array_equal(np.asarray(ma.loss_sum), np.asarray(mb.loss_sum))
+
+
+def test_frozen_step_matches_optim_freeze():
+    """Splitting (no backbone gradient) and optim.freeze (gradient discarded) give the same head."""
+    adam = optim.Adam(lr=1e-2)
+    model, _, split_state = _states(trainable="head", optimizer=adam)
+    freeze = optim.freeze(adam, "backbone")
+    _, _, freeze_state = _states(trainable=None, optimizer=freeze)
+    split_step = make_train_step(model, nn.CrossEntropyLoss(), adam, trainable="head")
+    freeze_step = make_train_step(model, nn.CrossEntropyLoss(), freeze)
+    for i in range(3):
+        split_state, _ = split_step(split_state, batch(seed=i))
+        freeze_state, _ = freeze_step(freeze_state, batch(seed=i))
+    for (na, la), (nb, lb) in zip(named_leaves(split_state.params), named_leaves(freeze_state.params), strict=True):
+        assert na == nb
+        np.testing.assert_allclose(np.asarray(la), np.asarray(lb), rtol=1e-6, atol=1e-7)
+
+
+def test_compiled_epoch_with_trainable_freezes_the_backbone_too():
+    model, optimizer, state = _states()
+    x, y = digits(True, range(5, 10), shots=4)
+    loader = DataLoader(TensorDataset(x, y), batch_size=5, shuffle=True, seed=0)
+    step = make_train_step(model, nn.CrossEntropyLoss(), optimizer, trainable="head", donate=False)
+    looped = state
+    for b in loader:
+        looped, _ = step(looped, b)
+    epoch = make_epoch_fn(model, nn.CrossEntropyLoss(), optimizer, trainable="head", donate=False)
+    compiled, _ = epoch(state, (jax.numpy.asarray(x), jax.numpy.asarray(y)), loader.epoch_indices(0))
+    start = dict(named_leaves(state.params))
+    for (na, la), (nb, lb) in zip(named_leaves(looped.params), named_leaves(compiled.params), strict=True):
+        assert na == nb
+        if na.startswith("backbone."):
+            np.testing.assert_array_equal(np.asarray(lb), np.asarray(start[na]))
+        else:  # XLA fuses a scan body differently from a lone step: float32 rounding only
+            np.testing.assert_allclose(np.asarray(la), np.asarray(lb), rtol=1e-5, atol=1e-6)
+            assert not np.allclose(np.asarray(lb), np.asarray(start[na]))
+
+
+# -- does transfer help? -----------------------------------------------------------------------
+
+
+def _example_net():
+    """The CNN of examples/transfer_learning.py (two conv/BN/ReLU/pool blocks, dropout, linear head)."""
+    spec = importlib.util.spec_from_file_location("transfer_example", os.path.join(ROOT, "examples",
+                                                                                   "transfer_learning.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.Net
+
+
+@pytest.mark.slow
+def test_fine_tuned_head_beats_scratch_at_equal_steps():
+    """Pretrain on digits 0-4; then 1 labelled sample per class of 5-9 and 8 steps: the frozen
+    pretrained backbone + new head beats the same net trained from scratch (same head init, same
+    optimizer and steps; mean over 5 few-shot draws; fixed seeds, so deterministic).
+
+    On these easy 8x8 digits the advantage is a head start: with more samples or steps, scratch
+    catches up (benchmarks/RESULTS.md, "Transfer learning")."""
+    net = _example_net()
+    crit = nn.CrossEntropyLoss()
+    adam = optim.Adam(lr=1e-2)
+    source = net()
+    state = TrainState.create(source, adam, jax.random.key(0))
+    x, y = digits(True, range(0, 5))
+    pre_step = make_train_step(source, crit, adam)
+    loader = DataLoader(TensorDataset(x, y), batch_size=32, shuffle=True, seed=0)
+    for _ in range(PRETRAIN_EPOCHS):
+        for b in loader:
+            state, _ = pre_step(state, b)
+    pretrained = source.state_dict(state.variables)
+
+    model = net()
+    frozen, full, ev = (make_train_step(model, crit, adam, trainable="head"),
+                        make_train_step(model, crit, adam), make_eval_step(model, crit))
+    test = DataLoader(TensorDataset(*digits(False, range(5, 10))), batch_size=512)
+    tuned_acc, scratch_acc = [], []
+    for seed in range(5):
+        few = digits(True, range(5, 10), shots=1, seed=seed)
+        variables, _ = load_backbone(model, pretrained, model.init(jax.random.key(100 + seed)))
+        tuned = TrainState.create(model, adam, jax.random.key(200 + seed), variables=variables, trainable="head")
+        scratch = TrainState.create(model, adam, jax.random.key(200 + seed),
+                                    variables=model.init(jax.random.key(100 + seed)))
+        for _ in range(STEPS):
+            tuned, _ = frozen(tuned, few)
+            scratch, _ = full(scratch, few)
+        tuned_acc.append(evaluate(ev, tuned, test)["accuracy"])
+        scratch_acc.append(evaluate(ev, scratch, test)["accuracy"])
+    print("fine-tuned", np.round(tuned_acc, 3), np.mean(tuned_acc), "scratch", np.round(scratch_acc, 3),
+          np.mean(scratch_acc))
+    assert np.mean(tuned_acc) > np.mean(scratch_acc) + MARGIN, (tuned_acc, scratch_acc)
+
+
+# Measured (jax 0.10.2, CPU): fine-tuned 0.621 vs scratch 0.555 (+6.6 points). The margin is real
+# but modest; at 16 steps scratch has caught up (0.608 vs 0.611), so the budget must stay tiny.
+PRETRAIN_EPOCHS = 3
+STEPS = 8
+MARGIN = 0.03
+
+
+# -- the examples ------------------------------------------------------------------------------
+
+
+def _run_example(name: str, *args: str) -> list[str]:
+    env = {**os.environ, "PYTHONPATH": ROOT, "JAX_PLATFORMS": "cpu"}
+    out = subprocess.run([sys.executable, os.path.join(ROOT, "examples", name), *args], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout.strip().splitlines()
+
+
+@pytest.mark.slow
+@pytest.mark.subprocess
+def test_cnn_example_runs(tmp_path):
+    lines = _run_example("cnn.py", "--epochs", "1", "--out", str(tmp_path))
+    assert re.fullmatch(r"Epoch 1, loss: \d+\.\d{4}", lines[0]), lines
+    assert re.fullmatch(r"test accuracy: (0|1)\.\d{4}", lines[-1]), lines
+    assert float(lines[-1].split()[-1]) > 0.5  # one epoch of a CNN on digits
+    assert (tmp_path / "model.pkl").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.subprocess
+def test_transfer_example_runs(tmp_path):
+    lines = _run_example("transfer_learning.py", "--quick", "--out", str(tmp_path))
+    assert re.fullmatch(r"test accuracy: fine-tuned (0|1)\.\d{4}, scratch (0|1)\.\d{4}", lines[-1]), lines
+    assert any(line.startswith("loaded 14 tensors") for line in lines), lines
+    assert "missing 2 (kept from init): head.weight, head.bias" in lines
+    assert (tmp_path / "pretrained.pkl").exists()
