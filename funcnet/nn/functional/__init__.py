@@ -18,6 +18,7 @@ from funcnet.nn.functional.activation import (
     softplus,
     tanh,
 )
+from funcnet.nn.functional.attention import scaled_dot_product_attention
 from funcnet.nn.functional.conv import (
     conv1d,
     conv2d,
@@ -116,3 +117,4 @@ __all__ = [
     "softplus",
     "tanh",
 ]
+__all__ += ["scaled_dot_product_attention"]

@@ -15,6 +15,7 @@ from funcnet.nn.modules.activation import (
     Softplus,
     Tanh,
 )
+from funcnet.nn.modules.attention import MultiheadAttention
 from funcnet.nn.modules.batchnorm import BatchNorm1d, BatchNorm2d, BatchNorm3d, SyncBatchNorm
 from funcnet.nn.modules.container import ModuleDict, ModuleList, Sequential
 from funcnet.nn.modules.conv import (
@@ -60,6 +61,14 @@ from funcnet.nn.modules.pooling import (
     MaxPool1d,
     MaxPool2d,
     MaxPool3d,
+)
+from funcnet.nn.modules.rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNBase, RNNCell, RNNCellBase
+from funcnet.nn.modules.transformer import (
+    Transformer,
+    TransformerDecoder,
+    TransformerDecoderLayer,
+    TransformerEncoder,
+    TransformerEncoderLayer,
 )
 
 __all__ = [
@@ -122,4 +131,7 @@ __all__ = [
     "SyncBatchNorm",
     "Tanh",
     "Unflatten",
+    "MultiheadAttention", "Transformer", "TransformerDecoder", "TransformerDecoderLayer",
+    "TransformerEncoder", "TransformerEncoderLayer",
+    "GRU", "LSTM", "RNN", "GRUCell", "LSTMCell", "RNNBase", "RNNCell", "RNNCellBase",
 ]
