@@ -125,7 +125,8 @@ def main() -> None:
 
     # 2.-4. on several random few-shot draws of digits 5-9 (the accuracy of one draw is noisy).
     model = Net(num_classes=5)
-    frozen_step = make_train_step(model, criterion, optimizer, trainable="head")
+    # torch: backbone.requires_grad_(False); backbone.eval() — no gradients, BatchNorm statistics kept.
+    frozen_step = make_train_step(model, criterion, optimizer, trainable="head", eval_modules=("backbone",))
     full_step = make_train_step(model, criterion, optimizer)
     groups = optim.param_groups(optim.Adam, [{"params": "backbone", "lr": args.lr / 10}], lr=args.lr)
     unfrozen_step = make_train_step(model, criterion, groups)

@@ -258,13 +258,14 @@ def _example_net():
 
 
 @pytest.mark.slow
-def test_fine_tuned_head_beats_scratch_at_equal_steps():
-    """Pretrain on digits 0-4; then 1 labelled sample per class of 5-9 and 8 steps: the frozen
-    pretrained backbone + new head beats the same net trained from scratch (same head init, same
-    optimizer and steps; mean over 5 few-shot draws; fixed seeds, so deterministic).
+def test_fine_tuned_head_competes_with_scratch_at_equal_steps():
+    """Pretrain on digits 0-4; then 1 labelled sample per class of 5-9 and 20 steps: the frozen
+    pretrained backbone (eval mode) + new head, against the same net trained from scratch (same
+    head init, optimizer and steps; mean over 5 few-shot draws; fixed seeds, so deterministic).
 
-    On these easy 8x8 digits the advantage is a head start: with more samples or steps, scratch
-    catches up (benchmarks/RESULTS.md, "Transfer learning")."""
+    What holds on these 8x8 digits is weaker than "transfer wins": training only the 645 head
+    parameters on 5 images reaches the accuracy of training all 5k parameters, within a few
+    points either way depending on the draws (benchmarks/RESULTS.md, "Transfer learning")."""
     net = _example_net()
     crit = nn.CrossEntropyLoss()
     adam = optim.Adam(lr=1e-2)
@@ -279,7 +280,7 @@ def test_fine_tuned_head_beats_scratch_at_equal_steps():
     pretrained = source.state_dict(state.variables)
 
     model = net()
-    frozen, full, ev = (make_train_step(model, crit, adam, trainable="head"),
+    frozen, full, ev = (make_train_step(model, crit, adam, trainable="head", eval_modules=("backbone",)),
                         make_train_step(model, crit, adam), make_eval_step(model, crit))
     test = DataLoader(TensorDataset(*digits(False, range(5, 10))), batch_size=512)
     tuned_acc, scratch_acc = [], []
@@ -296,14 +297,16 @@ def test_fine_tuned_head_beats_scratch_at_equal_steps():
         scratch_acc.append(evaluate(ev, scratch, test)["accuracy"])
     print("fine-tuned", np.round(tuned_acc, 3), np.mean(tuned_acc), "scratch", np.round(scratch_acc, 3),
           np.mean(scratch_acc))
-    assert np.mean(tuned_acc) > np.mean(scratch_acc) + MARGIN, (tuned_acc, scratch_acc)
+    assert np.mean(tuned_acc) > 0.55, tuned_acc  # chance is 0.2
+    assert np.mean(tuned_acc) > np.mean(scratch_acc) - MARGIN, (tuned_acc, scratch_acc)
 
 
-# Measured (jax 0.10.2, CPU): fine-tuned 0.621 vs scratch 0.555 (+6.6 points). The margin is real
-# but modest; at 16 steps scratch has caught up (0.608 vs 0.611), so the budget must stay tiny.
+# Measured (jax 0.10.2, CPU; frozen backbone in eval mode, as torch's backbone.eval()): means
+# of 0.61-0.66 fine-tuned vs 0.61-0.64 scratch depending on the initial draws; features of 0-4
+# carry over only partly to 5-9 on 8x8 digits.
 PRETRAIN_EPOCHS = 3
-STEPS = 8
-MARGIN = 0.03
+STEPS = 20
+MARGIN = 0.05
 
 
 # -- the examples ------------------------------------------------------------------------------
@@ -335,3 +338,21 @@ def test_transfer_example_runs(tmp_path):
     assert any(line.startswith("loaded 14 tensors") for line in lines), lines
     assert "missing 2 (kept from init): head.weight, head.bias" in lines
     assert (tmp_path / "pretrained.pkl").exists()
+
+
+def test_eval_modules_keep_a_frozen_backbone_in_eval_mode():
+    """``eval_modules=("backbone",)`` is torch's ``model.backbone.eval()`` inside a training step:
+    the backbone's BatchNorm uses and keeps its running statistics, the head still trains."""
+    model = _example_net()()
+    optimizer = optim.SGD(lr=0.1)
+    variables = model.init(jax.random.key(0))
+    state = TrainState.create(model, optimizer, jax.random.key(1), variables=variables, trainable="head")
+    step = make_train_step(model, nn.CrossEntropyLoss(), optimizer, trainable="head", eval_modules=("backbone",),
+                           donate=False)
+    new, _ = step(state, batch())
+    jax.tree.map(np.testing.assert_array_equal, new.buffers, state.buffers)
+    x, _ = batch()
+    eval_out = model.apply(state.variables, x)
+    train_out, _ = model.apply(state.variables, x, train=True, key=jax.random.key(0), eval_modules=("backbone",))
+    np.testing.assert_allclose(train_out, eval_out, rtol=1e-6)
+    assert not np.array_equal(new.params["head"]["weight"], state.params["head"]["weight"])

@@ -61,9 +61,17 @@ class ApplyContext:
     key: jax.Array | None
     train: bool
     compute_dtype: Any = None
+    eval_paths: tuple[tuple[str, ...], ...] = ()
     new_buffers: dict = field(default_factory=dict)
     rng_counts: dict[str, int] = field(default_factory=dict)
     stack: list = field(default_factory=list)
+
+    def is_training(self, module) -> bool:
+        """The train flag for ``module``: False inside a subtree listed in ``eval_paths``."""
+        if not self.train or not self.eval_paths:
+            return self.train
+        path = self.path_of(module)
+        return not any(path[: len(prefix)] == prefix for prefix in self.eval_paths)
 
     def display_path(self, path: tuple[str, ...]) -> str:
         return ".".join((self.root_name, *path))

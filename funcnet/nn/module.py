@@ -170,13 +170,14 @@ class Module:
     # -- inside apply ----------------------------------------------------------------
     @property
     def training(self) -> bool:
-        """The ``train=`` flag of the running ``apply`` (torch's ``self.training``)."""
+        """The ``train=`` flag of the running ``apply`` (torch's ``self.training``), False
+        inside the submodules named by ``apply(..., eval_modules=...)``."""
         ctx = _context.current()
         if ctx is None:
             raise RuntimeError(
                 "training is a call argument in funcnet: pass train=True/False to apply"
             )
-        return ctx.train
+        return ctx.is_training(self)
 
     @property
     def path(self) -> str:
@@ -308,6 +309,7 @@ class Module:
         key: jax.Array | None = None,
         train: bool = False,
         compute_dtype: Any = None,
+        eval_modules: tuple[str, ...] = (),
         **kwargs: Any,
     ) -> Any:
         """Run ``forward`` as a pure function of the given arrays.
@@ -323,6 +325,9 @@ class Module:
             train: torch's ``model.train()`` / ``model.eval()``, as an argument.
             compute_dtype: e.g. ``jnp.bfloat16``: floating parameters and inputs are
                 cast to it for the computation while they stay stored in their own dtype.
+            eval_modules: dotted paths of submodules that run in eval mode even when
+                ``train=True`` — torch's ``model.backbone.eval()`` inside a training step
+                (a frozen backbone's BatchNorm then uses, and keeps, its running statistics).
 
         Returns:
             ``output`` when ``train=False``; ``(output, new_buffers)`` when ``train=True``.
@@ -344,6 +349,8 @@ class Module:
             key=key,
             train=bool(train),
             compute_dtype=compute_dtype,
+            eval_paths=tuple(tuple(p.split(".")) for p in ((eval_modules,) if isinstance(eval_modules, str)
+                                                            else eval_modules)),
         )
         with _context.activate(ctx):
             out = self(*args, **kwargs)

@@ -29,6 +29,7 @@ def make_epoch_fn(
     compute_dtype: Any = None,
     donate: bool = True,
     trainable: Any = None,
+    eval_modules: tuple[str, ...] = (),
 ) -> Callable[[TrainState, tuple[jax.Array, jax.Array], jax.Array], tuple[TrainState, M.Metrics]]:
     """A jitted ``(state, (inputs, targets), batch_indices) -> (state, metrics)``.
 
@@ -39,9 +40,9 @@ def make_epoch_fn(
             ``DataLoader.epoch_indices(epoch)``; a final partial batch may be passed
             separately as ``tail_indices`` (``int32 [r]``) and runs after the scan.
 
-    ``trainable``: train only these parameters, as in ``make_train_step``.
+    ``trainable``, ``eval_modules``: as in ``make_train_step``.
     """
-    step = train_step_fn(model, loss_fn, optimizer, topk, compute_dtype, trainable)
+    step = train_step_fn(model, loss_fn, optimizer, topk, compute_dtype, trainable, eval_modules)
 
     def gather(data, idx):
         return jax.tree.map(lambda a: jnp.take(a, idx, axis=0), data)

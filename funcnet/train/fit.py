@@ -94,6 +94,7 @@ def fit(
     compute_dtype: Any = None,
     start_epoch: int = 0,
     trainable: Any = None,
+    eval_modules: tuple[str, ...] = (),
 ) -> tuple[TrainState, list[dict[str, Any]]]:
     """Train ``model`` for ``epochs`` epochs; returns ``(state, history)``.
 
@@ -113,6 +114,7 @@ def fit(
         start_epoch: the first epoch number (when resuming).
         trainable: train only these parameters (see :func:`make_train_step`); the state
             must come from ``TrainState.create(..., trainable=...)``.
+        eval_modules: submodules kept in eval mode while training (see :func:`make_train_step`).
 
     Returns:
         The final state and the history: one dict per finished epoch.
@@ -122,11 +124,13 @@ def fit(
     KeyboardInterrupt stops training and returns what was done so far.
     """
     train_step = make_train_step(
-        model, loss_fn, optimizer, topk=topk, compute_dtype=compute_dtype, trainable=trainable
+        model, loss_fn, optimizer, topk=topk, compute_dtype=compute_dtype, trainable=trainable,
+        eval_modules=eval_modules,
     )
     eval_step = make_eval_step(model, loss_fn, topk=topk, compute_dtype=compute_dtype) if val_loader else None
     epoch_fn = (
-        make_epoch_fn(model, loss_fn, optimizer, topk=topk, compute_dtype=compute_dtype, trainable=trainable)
+        make_epoch_fn(model, loss_fn, optimizer, topk=topk, compute_dtype=compute_dtype, trainable=trainable,
+                      eval_modules=eval_modules)
         if compiled
         else None
     )

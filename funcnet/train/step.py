@@ -30,6 +30,7 @@ def train_step_fn(
     topk: tuple[int, ...] = (),
     compute_dtype: Any = None,
     trainable: NameSpec | None = None,
+    eval_modules: tuple[str, ...] = (),
 ) -> Callable[[TrainState, Any, jax.Array | None], tuple[TrainState, M.Metrics]]:
     """The un-jitted step ``(state, (x, y), key=None) -> (state, metrics)``.
 
@@ -50,7 +51,8 @@ def train_step_fn(
 
         def objective(params):
             out, buffers = model.apply(
-                params, inputs, buffers=state.buffers, key=step_key, train=True, compute_dtype=compute_dtype
+                params, inputs, buffers=state.buffers, key=step_key, train=True, compute_dtype=compute_dtype,
+                eval_modules=eval_modules,
             )
             return loss_fn(out, target), (out, buffers)
 
@@ -138,6 +140,7 @@ def make_train_step(
     compute_dtype: Any = None,
     donate: bool = True,
     trainable: NameSpec | None = None,
+    eval_modules: tuple[str, ...] = (),
 ) -> TrainStep:
     """A jitted step ``(state, (x, y), key=None) -> (state, metrics)``.
 
@@ -153,8 +156,11 @@ def make_train_step(
             (``"head"`` selects ``head.*``). Gradients are computed for this part only, and
             ``state.opt_state`` must have been made from it:
             ``TrainState.create(model, optimizer, key, trainable=...)``. ``None``: all.
+        eval_modules: submodules kept in eval mode while training (torch's
+            ``model.backbone.eval()``): their BatchNorm uses its running statistics, their
+            dropout is off. Typical with a frozen backbone: ``eval_modules=("backbone",)``.
     """
-    return TrainStep(train_step_fn(model, loss_fn, optimizer, topk, compute_dtype, trainable), donate)
+    return TrainStep(train_step_fn(model, loss_fn, optimizer, topk, compute_dtype, trainable, eval_modules), donate)
 
 
 def make_eval_step(model: Any, loss_fn: LossFn, *, topk: tuple[int, ...] = (), compute_dtype: Any = None) -> EvalStep:
