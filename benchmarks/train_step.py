@@ -107,10 +107,10 @@ def funcnet_step(x, y):
     return run
 
 
-def torch_eager(x, y):
+def torch_eager(x, y, threads: int | None = None):
     import torch
 
-    torch.set_num_threads(os.cpu_count() or 1)
+    threads = threads or os.cpu_count() or 1
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 128), torch.nn.ReLU(),
                                 torch.nn.Linear(128, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10))
     opt = torch.optim.SGD(model.parameters(), lr=LR)
@@ -118,6 +118,7 @@ def torch_eager(x, y):
     tx, ty = torch.tensor(x), torch.tensor(y, dtype=torch.long)
 
     def run(steps):
+        torch.set_num_threads(threads)  # per run: the 1-thread and all-core variants share a process
         for _ in range(steps):
             opt.zero_grad()
             loss = criterion(model(tx), ty)
@@ -126,6 +127,10 @@ def torch_eager(x, y):
         loss.item()
 
     return run
+
+
+def torch_eager_1thread(x, y):
+    return torch_eager(x, y, threads=1)
 
 
 def flax_linen(x, y):
@@ -230,6 +235,7 @@ SYSTEMS = {
     "raw JAX+optax": raw_jax,
     "funcnet": funcnet_step,
     "PyTorch eager": torch_eager,
+    "PyTorch eager (1 thread)": torch_eager_1thread,
     "Flax Linen": flax_linen,
     "Flax NNX (nnx.jit)": flax_nnx,
     "Equinox (filter_jit)": equinox,
@@ -237,7 +243,8 @@ SYSTEMS = {
 
 
 def available(name: str) -> bool:
-    module = {"PyTorch eager": "torch", "Flax Linen": "flax", "Flax NNX (nnx.jit)": "flax",
+    module = {"PyTorch eager": "torch", "PyTorch eager (1 thread)": "torch", "Flax Linen": "flax",
+              "Flax NNX (nnx.jit)": "flax",
               "Equinox (filter_jit)": "equinox"}.get(name)
     if module is None:
         return True
@@ -294,9 +301,9 @@ def main() -> None:
         times = step_times(bs, args.rounds, args.steps)
         base = times["raw JAX+optax"]
         print(f"\nbatch {bs}: median µs/step over {args.rounds} interleaved rounds of {args.steps} steps")
-        print(f"{'system':24s} {'µs/step':>9s} {'vs raw JAX':>11s}")
+        print(f"{'system':26s} {'µs/step':>9s} {'vs raw JAX':>11s}")
         for name, t in times.items():
-            print(f"{name:24s} {t:9.1f} {t / base:11.3f}")
+            print(f"{name:26s} {t:9.1f} {t / base:11.3f}")
     if args.startup_repeats:
         print(f"\nprocess start → first finished step (median of {args.startup_repeats}, fresh interpreter)")
         for name, t in startup_times(args.startup_repeats).items():

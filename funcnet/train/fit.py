@@ -7,6 +7,7 @@ bound the number of steps in flight, which multi-device CPU runs need).
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
 from collections.abc import Iterable, Sequence
@@ -89,7 +90,7 @@ def fit(
     callbacks: Sequence[Callback] = (),
     progress: bool = True,
     compiled: bool = False,
-    sync_every: int = 10,
+    sync_every: int | None = None,
     topk: tuple[int, ...] = (),
     compute_dtype: Any = None,
     start_epoch: int = 0,
@@ -109,8 +110,9 @@ def fit(
         progress: a tqdm bar per epoch (step, loss, samples/s, lr, ETA); ``False`` is quiet.
         compiled: run each epoch as one compiled ``lax.scan`` (array datasets that fit
             in device memory; uses ``train_loader.epoch_indices``). Same bits as the step loop.
-        sync_every: wait for the device every this many steps (progress, NaN check,
-            bounded steps in flight).
+        sync_every: wait for the device every this many steps (progress bar, early NaN
+            check, bounded steps in flight). Default: 10 on multi-device CPU (where long
+            chains of collectives deadlock XLA), else 100.
         start_epoch: the first epoch number (when resuming).
         trainable: train only these parameters (see :func:`make_train_step`); the state
             must come from ``TrainState.create(..., trainable=...)``.
@@ -123,18 +125,14 @@ def fit(
         NonFiniteLossError: the loss became NaN/Inf; names the epoch and step.
     KeyboardInterrupt stops training and returns what was done so far.
     """
-    train_step = make_train_step(
-        model, loss_fn, optimizer, topk=topk, compute_dtype=compute_dtype, trainable=trainable,
-        eval_modules=eval_modules,
-    )
-    eval_step = make_eval_step(model, loss_fn, topk=topk, compute_dtype=compute_dtype) if val_loader else None
-    epoch_fn = (
-        make_epoch_fn(model, loss_fn, optimizer, topk=topk, compute_dtype=compute_dtype, trainable=trainable,
-                      eval_modules=eval_modules)
-        if compiled
-        else None
+    train_step, eval_step, epoch_fn = _steps(
+        model, loss_fn, optimizer, tuple(topk), compute_dtype, trainable,
+        (eval_modules,) if isinstance(eval_modules, str) else tuple(eval_modules), compiled,
+        val_loader is not None,
     )
     device_data = _device_arrays(train_loader) if compiled else None
+    if sync_every is None:
+        sync_every = 10 if jax.default_backend() == "cpu" and jax.device_count() > 1 else 100
     history: list[dict[str, Any]] = []
     for cb in callbacks:
         cb.on_train_begin(state)
@@ -170,6 +168,27 @@ def fit(
     for cb in callbacks:
         cb.on_train_end(state, history)
     return state, history
+
+
+def _steps(model, loss_fn, optimizer, topk, compute_dtype, trainable, eval_modules, compiled, validate):
+    """The jitted functions ``fit`` needs, built once per configuration: calling ``fit`` again
+    (one epoch at a time, or after a restore) reuses the compiled steps instead of recompiling."""
+    args = (model, loss_fn, optimizer, topk, compute_dtype, trainable, eval_modules, compiled, validate)
+    try:
+        return _cached_steps(*args)
+    except TypeError:  # an unhashable option (e.g. a list of names): build without caching
+        return _build_steps(*args)
+
+
+def _build_steps(model, loss_fn, optimizer, topk, compute_dtype, trainable, eval_modules, compiled, validate):
+    options = dict(topk=topk, compute_dtype=compute_dtype, trainable=trainable, eval_modules=eval_modules)
+    train_step = make_train_step(model, loss_fn, optimizer, **options)
+    eval_step = make_eval_step(model, loss_fn, topk=topk, compute_dtype=compute_dtype) if validate else None
+    epoch_fn = make_epoch_fn(model, loss_fn, optimizer, **options) if compiled else None
+    return train_step, eval_step, epoch_fn
+
+
+_cached_steps = functools.lru_cache(maxsize=16)(_build_steps)
 
 
 def _epoch_line(logs: dict[str, Any], epochs: int) -> str:
