@@ -8,7 +8,7 @@
   * PyTorch: ``DataLoader(TensorDataset, shuffle=True)`` + eager step.
 Reports median seconds per epoch and the ratio to the hand-written JAX loop.
 
-    python benchmarks/epoch.py [--rounds 5] [--samples 60000]
+    python -m benchmarks.epoch [--rounds 5] [--samples 60000]
 """
 
 from __future__ import annotations
