@@ -21,9 +21,8 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
-from benchmarks.train_step import LR, SIZES
+from benchmarks.train_step import LR, raw_params, raw_step_fn, seed_net
 
 BATCH = 64
 
@@ -33,42 +32,10 @@ def dataset(n: int):
     return rng.standard_normal((n, 784)).astype(np.float32), rng.integers(0, 10, n).astype(np.int32)
 
 
-def _raw_params():
-    key = jax.random.key(0)
-    params = []
-    for i, (fan_in, fan_out) in enumerate(zip(SIZES[:-1], SIZES[1:])):
-        k1, k2 = jax.random.split(jax.random.fold_in(key, i))
-        bound = 1 / np.sqrt(fan_in)
-        params.append((jax.random.uniform(k1, (fan_out, fan_in), minval=-bound, maxval=bound),
-                       jax.random.uniform(k2, (fan_out,), minval=-bound, maxval=bound)))
-    return params
-
-
-def _raw_step():
-    opt = optax.sgd(LR)
-
-    def forward(params, x):
-        for i, (w, b) in enumerate(params):
-            x = x @ w.T + b
-            if i < len(params) - 1:
-                x = jax.nn.relu(x)
-        return x
-
-    def step(params, opt_state, x, y):
-        def loss_fn(p):
-            return optax.softmax_cross_entropy_with_integer_labels(forward(p, x), y).mean()
-
-        loss, grads = jax.value_and_grad(loss_fn)(params)
-        updates, opt_state = opt.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
-
-    return opt, step
-
-
 def raw_loop(x, y):
-    opt, step = _raw_step()
+    opt, step = raw_step_fn()
     step = jax.jit(step, donate_argnums=(0, 1))
-    params = _raw_params()
+    params = raw_params()
     state = [params, opt.init(params), 0]
 
     def epoch():
@@ -84,7 +51,7 @@ def raw_loop(x, y):
 
 
 def raw_scan(x, y):
-    opt, step = _raw_step()
+    opt, step = raw_step_fn()
     xd, yd = jax.device_put(x), jax.device_put(y)
 
     @jax.jit
@@ -97,7 +64,7 @@ def raw_scan(x, y):
         (params, opt_state), losses = jax.lax.scan(body, (params, opt_state), idx)
         return params, opt_state, losses.mean()
 
-    params = _raw_params()
+    params = raw_params()
     state = [params, opt.init(params), 0]
 
     def epoch():
@@ -114,24 +81,10 @@ def raw_scan(x, y):
 def _funcnet(x, y, compiled: bool):
     import funcnet
     import funcnet.nn as nn
-    import funcnet.nn.functional as F
     from funcnet.train import TrainState, fit
     from funcnet.utils.data import DataLoader, TensorDataset
 
-    class Net(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.fc1 = nn.Linear(784, 128)
-            self.fc2 = nn.Linear(128, 64)
-            self.fc3 = nn.Linear(64, 10)
-
-        def forward(self, x):
-            x = funcnet.flatten(x, 1)
-            x = F.relu(self.fc1(x))
-            x = F.relu(self.fc2(x))
-            return self.fc3(x)
-
-    model, optimizer, criterion = Net(), funcnet.optim.SGD(lr=LR), nn.CrossEntropyLoss()
+    model, optimizer, criterion = seed_net(), funcnet.optim.SGD(lr=LR), nn.CrossEntropyLoss()
     loader = DataLoader(TensorDataset(x, y), batch_size=BATCH, shuffle=True, drop_last=True)
     state = [TrainState.create(model, optimizer, jax.random.key(0)), 0]
 

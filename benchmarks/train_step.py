@@ -33,8 +33,9 @@ def batch(n: int, seed: int = 0):
     return rng.standard_normal((n, 784)).astype(np.float32), rng.integers(0, 10, n).astype(np.int32)
 
 
-# -- systems: each returns run(steps) that performs `steps` updates and blocks ------------------
-def raw_jax(x, y):
+# -- shared pieces (benchmarks/epoch.py uses them too) -------------------------------------------
+def raw_params():
+    """The seed MLP's parameters as a list of (W [out, in], b) with torch's U(±1/√fan_in) init."""
     key = jax.random.key(0)
     params = []
     for i, (fan_in, fan_out) in enumerate(zip(SIZES[:-1], SIZES[1:])):
@@ -42,6 +43,11 @@ def raw_jax(x, y):
         bound = 1 / np.sqrt(fan_in)
         params.append((jax.random.uniform(k1, (fan_out, fan_in), minval=-bound, maxval=bound),
                        jax.random.uniform(k2, (fan_out,), minval=-bound, maxval=bound)))
+    return params
+
+
+def raw_step_fn():
+    """``(optimizer, step)``: the hand-written JAX+optax step ``(params, opt_state, x, y) -> (..., loss)``."""
     opt = optax.sgd(LR)
 
     def forward(params, x):
@@ -51,16 +57,44 @@ def raw_jax(x, y):
                 x = jax.nn.relu(x)
         return x
 
-    def loss_fn(params, x, y):
-        return optax.softmax_cross_entropy_with_integer_labels(forward(params, x), y).mean()
-
-    @jax.jit
     def step(params, opt_state, x, y):
-        loss, grads = jax.value_and_grad(loss_fn)(params, x, y)
+        def loss_fn(p):
+            return optax.softmax_cross_entropy_with_integer_labels(forward(p, x), y).mean()
+
+        loss, grads = jax.value_and_grad(loss_fn)(params)
         updates, opt_state = opt.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
 
-    step = jax.jit(step.__wrapped__, donate_argnums=(0, 1))
+    return opt, step
+
+
+def seed_net():
+    """The seed program's model, written with funcnet (imported here, so raw JAX start-up does not pay for it)."""
+    import funcnet
+    import funcnet.nn as nn
+    import funcnet.nn.functional as F
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1 = nn.Linear(784, 128)
+            self.fc2 = nn.Linear(128, 64)
+            self.fc3 = nn.Linear(64, 10)
+
+        def forward(self, x):
+            x = funcnet.flatten(x, 1)
+            x = F.relu(self.fc1(x))
+            x = F.relu(self.fc2(x))
+            return self.fc3(x)
+
+    return Net()
+
+
+# -- systems: each returns run(steps) that performs `steps` updates and blocks ------------------
+def raw_jax(x, y):
+    opt, step = raw_step_fn()
+    step = jax.jit(step, donate_argnums=(0, 1))
+    params = raw_params()
     state = [params, opt.init(params)]
 
     def run(steps):
@@ -76,23 +110,9 @@ def raw_jax(x, y):
 def funcnet_step(x, y):
     import funcnet
     import funcnet.nn as nn
-    import funcnet.nn.functional as F
     from funcnet.train import TrainState, make_train_step
 
-    class Net(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.fc1 = nn.Linear(784, 128)
-            self.fc2 = nn.Linear(128, 64)
-            self.fc3 = nn.Linear(64, 10)
-
-        def forward(self, x):
-            x = funcnet.flatten(x, 1)
-            x = F.relu(self.fc1(x))
-            x = F.relu(self.fc2(x))
-            return self.fc3(x)
-
-    model = Net()
+    model = seed_net()
     optimizer = funcnet.optim.SGD(lr=LR)
     step = make_train_step(model, nn.CrossEntropyLoss(), optimizer)
     state = [TrainState.create(model, optimizer, jax.random.key(0))]
