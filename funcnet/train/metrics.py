@@ -50,7 +50,7 @@ def batch_metrics(loss: jax.Array, logits: jax.Array, target: jax.Array, step: j
     classify = logits.ndim == 2 and target.ndim == 1 and jnp.issubdtype(target.dtype, jnp.integer)
     counts = [jnp.asarray(n, jnp.int32), jnp.ones((), jnp.int32)]
     if classify:
-        correct = jnp.sum(jnp.argmax(logits, axis=-1) == target)
+        correct = jnp.sum(_first_argmax(logits) == target)
         counts += [jnp.asarray(n, jnp.int32), correct.astype(jnp.int32)]
     else:
         counts += [jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32)]
@@ -62,6 +62,14 @@ def batch_metrics(loss: jax.Array, logits: jax.Array, target: jax.Array, step: j
         else:
             counts.append(jnp.zeros((), jnp.int32))
     return Metrics(loss.astype(jnp.float32) * n, jnp.stack(counts), tuple(topk))
+
+
+def _first_argmax(logits: jax.Array) -> jax.Array:
+    """``argmax`` over the last axis (first index of the maximum), as two plain reductions:
+    XLA:CPU vectorises max/min well but not the (value, index) reduction of ``jnp.argmax``."""
+    classes = jnp.arange(logits.shape[-1], dtype=jnp.int32)
+    is_max = logits == jnp.max(logits, axis=-1, keepdims=True)
+    return jnp.min(jnp.where(is_max, classes, logits.shape[-1]), axis=-1)
 
 
 def merge(a: Metrics, b: Metrics) -> Metrics:
