@@ -1,6 +1,6 @@
 """``funcnet.nn``: torch.nn's modules, declared as configuration with pure ``init``/``apply``."""
 
-from funcnet.nn import functional, init, utils
+from funcnet.nn import functional, init, transfer, utils
 from funcnet.nn.module import IncompatibleKeys, Module, ShapeError, Variables
 from funcnet.nn.modules import *  # noqa: F403
 from funcnet.nn.modules import __all__ as _modules_all
@@ -28,6 +28,7 @@ __all__ = [
     "functional",
     "functional_call",
     "init",
+    "transfer",
     "utils",
     *_modules_all,
 ]
