@@ -1,0 +1,68 @@
+"""Control for the batch-512 step gap: the raw JAX step with funcnet's state shapes.
+
+Raw JAX+optax; the same step carrying a PRNG key and a step counter through each call; the same
+step with nested-dict parameters (as ``state_dict`` names require); and funcnet, interleaved at
+batch 512, 15 rounds of 300 steps.
+
+    python -m benchmarks.state_shape_control
+"""
+
+import jax
+import jax.numpy as jnp
+
+import benchmarks.train_step as B
+
+
+def raw_with_key_and_step(x, y):
+    opt, step = B.raw_step_fn()
+
+    def step_with_state(params, opt_state, key, count, x, y):
+        params, opt_state, loss = step(params, opt_state, x, y)
+        return params, opt_state, key, count + 1, loss
+
+    fn = jax.jit(step_with_state, donate_argnums=(0, 1, 2, 3))
+    params = B.raw_params()
+    state = [params, opt.init(params), jax.random.key(0), jnp.zeros((), jnp.int32)]
+
+    def run(steps):
+        p, o, k, n = state
+        for _ in range(steps):
+            p, o, k, n, loss = fn(p, o, k, n, x, y)
+        loss.block_until_ready()
+        state[:] = [p, o, k, n]
+
+    return run
+
+
+def raw_with_dict_params(x, y):
+    opt, step = B.raw_step_fn()
+
+    def step_on_dict(params, opt_state, x, y):
+        layers = [(params[f"fc{i}"]["weight"], params[f"fc{i}"]["bias"]) for i in range(1, 4)]
+        layers, opt_state, loss = step(layers, opt_state, x, y)
+        return {f"fc{i + 1}": {"weight": w, "bias": b} for i, (w, b) in enumerate(layers)}, opt_state, loss
+
+    fn = jax.jit(step_on_dict, donate_argnums=(0, 1))
+    layers = B.raw_params()
+    state = [{f"fc{i + 1}": {"weight": w, "bias": b} for i, (w, b) in enumerate(layers)}, opt.init(layers)]
+
+    def run(steps):
+        p, o = state
+        for _ in range(steps):
+            p, o, loss = fn(p, o, x, y)
+        loss.block_until_ready()
+        state[:] = [p, o]
+
+    return run
+
+
+def main() -> None:
+    B.SYSTEMS = {"raw JAX+optax": B.raw_jax, "raw + key/step": raw_with_key_and_step,
+                 "raw dict params": raw_with_dict_params, "funcnet": B.funcnet_step}
+    times = B.step_times(512, 15, 300)
+    for name, t in times.items():
+        print(f"{name:18s} {t:8.1f} µs/step {t / times['raw JAX+optax']:6.3f}")
+
+
+if __name__ == "__main__":
+    main()
