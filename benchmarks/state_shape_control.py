@@ -44,16 +44,8 @@ def raw_with_dict_params(x, y):
 
     fn = jax.jit(step_on_dict, donate_argnums=(0, 1))
     layers = B.raw_params()
-    state = [{f"fc{i + 1}": {"weight": w, "bias": b} for i, (w, b) in enumerate(layers)}, opt.init(layers)]
-
-    def run(steps):
-        p, o = state
-        for _ in range(steps):
-            p, o, loss = fn(p, o, x, y)
-        loss.block_until_ready()
-        state[:] = [p, o]
-
-    return run
+    params = {f"fc{i + 1}": {"weight": w, "bias": b} for i, (w, b) in enumerate(layers)}
+    return B.optax_runner(fn, params, opt.init(layers), x, y)
 
 
 def main() -> None:

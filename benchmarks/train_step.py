@@ -90,12 +90,9 @@ def seed_net():
     return Net()
 
 
-# -- systems: each returns run(steps) that performs `steps` updates and blocks ------------------
-def raw_jax(x, y):
-    opt, step = raw_step_fn()
-    step = jax.jit(step, donate_argnums=(0, 1))
-    params = raw_params()
-    state = [params, opt.init(params)]
+def optax_runner(step, params, opt_state, x, y):
+    """``run(steps)`` for a jitted ``step(params, opt_state, x, y) -> (params, opt_state, loss)``."""
+    state = [params, opt_state]
 
     def run(steps):
         p, o = state
@@ -105,6 +102,14 @@ def raw_jax(x, y):
         state[:] = [p, o]
 
     return run
+
+
+# -- systems: each returns run(steps) that performs `steps` updates and blocks ------------------
+def raw_jax(x, y):
+    opt, step = raw_step_fn()
+    step = jax.jit(step, donate_argnums=(0, 1))
+    params = raw_params()
+    return optax_runner(step, params, opt.init(params), x, y)
 
 
 def funcnet_step(x, y):
@@ -176,16 +181,7 @@ def flax_linen(x, y):
         return optax.apply_updates(params, updates), opt_state, loss
 
     step = jax.jit(step, donate_argnums=(0, 1))
-    state = [params, opt.init(params)]
-
-    def run(steps):
-        p, o = state
-        for _ in range(steps):
-            p, o, loss = step(p, o, x, y)
-        loss.block_until_ready()
-        state[:] = [p, o]
-
-    return run
+    return optax_runner(step, params, opt.init(params), x, y)
 
 
 def flax_nnx(x, y):

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import jax
-import jax.numpy as jnp
+import numpy as np
 
 from funcnet.train import metrics as M
 from funcnet.train.callbacks import Callback
@@ -238,11 +238,12 @@ def _device_arrays(loader: Any):
 
 
 def _compiled_epoch(epoch_fn, state, loader, data, epoch):
-    indices, mask = jax.device_get(loader.epoch_indices(epoch, with_mask=True))
-    if mask.all():
-        return epoch_fn(state, data, jnp.asarray(indices))
+    indices, mask = loader.epoch_indices(epoch, with_mask=True)  # already on the device
+    last_row = np.asarray(mask[-1])  # only the mask's last row comes to the host
+    if last_row.all():
+        return epoch_fn(state, data, indices)
     # A partial last batch runs after the scan, with its own shape, as in the step loop.
-    return epoch_fn(state, data, jnp.asarray(indices[:-1]), jnp.asarray(indices[-1][mask[-1]]))
+    return epoch_fn(state, data, indices[:-1], indices[-1, : int(last_row.sum())])
 
 
 __all__ = ["NonFiniteLossError", "current_lr", "evaluate", "fit"]
