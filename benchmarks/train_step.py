@@ -2,13 +2,13 @@
 
 Every system trains the seed model (784→128→64→10, ReLU, cross-entropy, SGD lr 0.01,
 float32) on the same random batch. Rounds are interleaved (each round times every
-system once) and the median µs per step over rounds is reported with its ratio to
-raw JAX. Peers that are not installed are skipped; nothing is installed here.
+system once); reported are the median µs per step over rounds and the median over rounds
+of the ratio to raw JAX in the same round. Peers that are not installed are skipped; nothing is installed here.
 
 Also measured: time from process start to the first finished step, each system in a
 fresh interpreter (import, model build, compile, one step).
 
-    python benchmarks/train_step.py [--rounds 7] [--steps 200] [--batch 64 512]
+    python benchmarks/train_step.py [--rounds 15] [--steps 100] [--batch 64 512]
 """
 
 from __future__ import annotations
@@ -271,7 +271,8 @@ def available(name: str) -> bool:
         return False
 
 
-def step_times(batch_size: int, rounds: int, steps: int) -> dict[str, float]:
+def step_samples(batch_size: int, rounds: int, steps: int) -> dict[str, list[float]]:
+    """µs per step of every system, one sample per round; each round times every system once."""
     x, y = batch(batch_size)
     runs = {name: make(x, y) for name, make in SYSTEMS.items() if available(name)}
     for run in runs.values():  # compile and warm up
@@ -282,7 +283,22 @@ def step_times(batch_size: int, rounds: int, steps: int) -> dict[str, float]:
             start = time.perf_counter()
             run(steps)
             samples[name].append((time.perf_counter() - start) / steps * 1e6)
-    return {name: statistics.median(v) for name, v in samples.items()}
+    return samples
+
+
+def median_ratios(samples: dict[str, list[float]], base: str) -> dict[str, float]:
+    """Median over rounds of each system's time divided by ``base``'s time in the same round.
+
+    Pairing within a round cancels the slow drifts of a shared machine (another job starting,
+    clock changes) that a ratio of two separate medians keeps.
+    """
+    return {name: statistics.median(t / b for t, b in zip(v, samples[base], strict=True))
+            for name, v in samples.items()}
+
+
+def step_times(batch_size: int, rounds: int, steps: int) -> dict[str, float]:
+    """Median µs per step of every system over interleaved rounds."""
+    return {name: statistics.median(v) for name, v in step_samples(batch_size, rounds, steps).items()}
 
 
 STARTUP = {
@@ -307,19 +323,19 @@ def startup_times(repeats: int) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--batch", type=int, nargs="+", default=[64, 512])
     parser.add_argument("--startup-repeats", type=int, default=3)
     args = parser.parse_args()
     print(f"jax {jax.__version__}, {os.cpu_count()} CPU cores, backend {jax.default_backend()}")
     for bs in args.batch:
-        times = step_times(bs, args.rounds, args.steps)
-        base = times["raw JAX+optax"]
-        print(f"\nbatch {bs}: median µs/step over {args.rounds} interleaved rounds of {args.steps} steps")
+        samples = step_samples(bs, args.rounds, args.steps)
+        ratios = median_ratios(samples, "raw JAX+optax")
+        print(f"\nbatch {bs}: medians over {args.rounds} interleaved rounds of {args.steps} steps")
         print(f"{'system':26s} {'µs/step':>9s} {'vs raw JAX':>11s}")
-        for name, t in times.items():
-            print(f"{name:26s} {t:9.1f} {t / base:11.3f}")
+        for name, v in samples.items():
+            print(f"{name:26s} {statistics.median(v):9.1f} {ratios[name]:11.3f}")
     if args.startup_repeats:
         print(f"\nprocess start → first finished step (median of {args.startup_repeats}, fresh interpreter)")
         for name, t in startup_times(args.startup_repeats).items():

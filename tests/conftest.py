@@ -3,6 +3,13 @@
 import numpy as np
 import pytest
 import torch  # a test dependency: fail loudly, never skip
+from hypothesis import settings
+
+# Property tests draw the same examples on every run (CI must not flake); explore new ones with
+# `python -m pytest --hypothesis-profile=explore`.
+settings.register_profile("default", derandomize=True)
+settings.register_profile("explore", derandomize=False, max_examples=200)
+settings.load_profile("default")
 
 torch.set_num_threads(2)
 

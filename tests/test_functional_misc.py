@@ -87,6 +87,20 @@ def test_pad_errors():
         F.pad(jnp.ones((1, 3)), (1, 0), mode="symmetric")
 
 
+@pytest.mark.parametrize("mode", ["constant", "reflect", "replicate", "circular"])
+@pytest.mark.parametrize("pad", [(-1, -1), (-2, 0), (-1, -2)])
+def test_negative_pads_that_empty_a_dimension_follow_torch(mode, pad):
+    # torch allows an empty output for 'constant'/'circular' only, and never a negative size.
+    x = np.arange(4, dtype=np.float32).reshape(1, 2, 2)
+    try:
+        expected = TF.pad(torch.tensor(x), pad, mode=mode).numpy()
+    except RuntimeError:
+        with pytest.raises(ValueError, match=r"too small for padding .* output size would be"):
+            F.pad(jnp.asarray(x), pad, mode=mode)
+        return
+    np.testing.assert_array_equal(np.asarray(F.pad(jnp.asarray(x), pad, mode=mode)), expected)
+
+
 def test_pad_is_jittable():
     x = jnp.arange(12.0).reshape(1, 3, 4)
     np.testing.assert_array_equal(

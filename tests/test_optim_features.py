@@ -291,6 +291,22 @@ def test_get_lrs_follow_torch_param_groups():
         tsched.step()
 
 
+def test_a_constant_lr_adds_no_arrays_to_the_state(tmp_path):
+    # optax.sgd(0.01) carries no arrays; neither does funcnet's SGD(lr=0.01): nothing to copy per step.
+    import funcnet
+
+    params = {"w": jnp.ones((3,))}
+    state = O.SGD(lr=0.01).init(params)
+    assert jax.tree_util.tree_leaves(state) == []
+    assert float(O.get_lr(state)) == pytest.approx(0.01)
+    funcnet.save(state, tmp_path / "s.fnc")
+    assert float(O.get_lr(funcnet.load(tmp_path / "s.fnc"))) == pytest.approx(0.01)
+    # Adam keeps its own step count; the lr part stays constant data.
+    assert [x.shape for x in jax.tree_util.tree_leaves(O.Adam(lr=0.1).init(params))] == [(), (3,), (3,)]
+    # An array lr is traced like a schedule: it stays a state entry.
+    assert len(jax.tree_util.tree_leaves(O.SGD(lr=jnp.asarray(0.01)).init(params))) == 2
+
+
 ALL_OPTIMIZERS = [
     O.SGD(lr=0.1, momentum=0.9, dampening=0.1),
     O.Adam(amsgrad=True),

@@ -22,7 +22,7 @@ from funcnet.optim.adam import Adam, AdamW
 from funcnet.optim.adamax import Adamax
 from funcnet.optim.clip import clip_grad_norm, clip_grad_value
 from funcnet.optim.freeze import freeze
-from funcnet.optim.learning_rate import LRState, get_lr, get_lrs, scale_by_lr
+from funcnet.optim.learning_rate import ConstantLRState, LRState, get_lr, get_lrs, scale_by_lr
 from funcnet.optim.nadam import NAdam
 from funcnet.optim.param_groups import param_groups
 from funcnet.optim.radam import RAdam
@@ -45,6 +45,7 @@ __all__ = [
     "Adam",
     "AdamW",
     "Adamax",
+    "ConstantLRState",
     "LRState",
     "NAdam",
     "RAdam",

@@ -12,6 +12,7 @@ is stepped once per ``optimizer.step()`` (see ``funcnet.optim.lr_scheduler``).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import jax
@@ -28,6 +29,18 @@ class LRState(NamedTuple):
 
     count: jax.Array
     lr: jax.Array
+
+
+@jax.tree_util.register_dataclass
+@dataclass(frozen=True)
+class ConstantLRState:
+    """State of ``scale_by_lr`` with a constant Python-number lr: the lr as static data.
+
+    No arrays: the compiled step carries no counter or lr buffer for a fixed learning rate
+    (optax's ``sgd(0.01)`` carries none either), yet ``get_lr`` still reads it back.
+    """
+
+    lr: float = field(metadata=dict(static=True))
 
 
 def value_at(x: ScalarOrSchedule, count: jax.Array) -> jax.Array:
@@ -58,6 +71,20 @@ def scale_by_lr(lr: ScalarOrSchedule | ReduceLROnPlateau) -> optax.GradientTrans
 
         return optax.GradientTransformation(init_plateau, update_plateau)
 
+    if isinstance(lr, (int, float)):
+        constant = float(lr)
+
+        def init_constant(params: Any) -> ConstantLRState:
+            del params
+            return ConstantLRState(constant)
+
+        def update_constant(updates: Any, state: ConstantLRState, params: Any = None):
+            del params
+            updates = jax.tree_util.tree_map(lambda g: jnp.asarray(-constant, g.dtype) * g, updates)
+            return updates, state
+
+        return optax.GradientTransformation(init_constant, update_constant)
+
     def init_fn(params: Any) -> LRState:
         del params
         count = jnp.zeros((), jnp.int32)
@@ -80,8 +107,9 @@ def get_lrs(opt_state: Any) -> list[jax.Array]:
     after ``scheduler.step()``. Parameter groups built by ``funcnet.optim.param_groups`` come in
     group order, with the default group last.
     """
-    is_lr = lambda x: isinstance(x, (LRState, PlateauState))
-    return [s.lr for s in jax.tree_util.tree_leaves(opt_state, is_leaf=is_lr) if is_lr(s)]
+    is_lr = lambda x: isinstance(x, (LRState, ConstantLRState, PlateauState))
+    return [jnp.asarray(s.lr, jnp.result_type(float)) if isinstance(s, ConstantLRState) else s.lr
+            for s in jax.tree_util.tree_leaves(opt_state, is_leaf=is_lr) if is_lr(s)]
 
 
 def get_lr(opt_state: Any) -> jax.Array | list[jax.Array]:
@@ -94,7 +122,7 @@ def get_lr(opt_state: Any) -> jax.Array | list[jax.Array]:
     lrs = get_lrs(opt_state)
     if not lrs:
         raise ValueError(
-            "get_lr: no funcnet learning-rate state (LRState / PlateauState) found in opt_state; "
+            "get_lr: no funcnet learning-rate state (LRState / ConstantLRState / PlateauState) found in opt_state; "
             "build the optimizer with funcnet.optim (or funcnet.optim.scale_by_lr)"
         )
     return lrs[0] if len(lrs) == 1 else lrs

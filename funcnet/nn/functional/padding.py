@@ -27,6 +27,17 @@ def _pairs(pad: Sequence[int], ndim: int) -> list[tuple[int, int]]:
     return pairs
 
 
+def _check_output_sizes(shape: tuple[int, ...], pairs: Sequence[tuple[int, int]], mode: str) -> None:
+    """torch's rule for negative pads: the output may be empty, except in 'reflect'/'replicate'."""
+    smallest = 1 if mode in ("reflect", "replicate") else 0
+    for d, ((lo, hi), size) in enumerate(zip(pairs, shape, strict=True)):
+        if size + lo + hi < smallest:
+            raise ValueError(
+                f"pad: input size {size} at dimension {d} is too small for padding ({lo}, {hi}) in mode "
+                f"{mode!r}: the output size would be {size + lo + hi} (at least {smallest} is needed)"
+            )
+
+
 def pad(
     input: jax.Array, pad: Sequence[int], mode: str = "constant", value: float | None = None
 ) -> jax.Array:
@@ -38,6 +49,7 @@ def pad(
     if k > input.ndim:
         raise ValueError(f"pad: Padding length too large: pad={pad} for input of shape {tuple(input.shape)}")
     pairs = _pairs(pad, input.ndim)
+    _check_output_sizes(input.shape, pairs, mode)
     if mode == "constant":
         fill = jnp.asarray(0 if value is None else value, input.dtype)
         return jax.lax.pad(input, fill, [(lo, hi, 0) for lo, hi in pairs])
