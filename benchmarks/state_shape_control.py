@@ -2,10 +2,12 @@
 
 Raw JAX+optax; the same step carrying a PRNG key and a step counter through each call; the same
 step with nested-dict parameters (as ``state_dict`` names require); and funcnet, interleaved at
-batch 512, 15 rounds of 300 steps.
+batch 512, 31 rounds of 100 steps (median µs and median per-round ratio to raw JAX).
 
     python -m benchmarks.state_shape_control
 """
+
+import statistics
 
 import jax
 import jax.numpy as jnp
@@ -51,9 +53,10 @@ def raw_with_dict_params(x, y):
 def main() -> None:
     B.SYSTEMS = {"raw JAX+optax": B.raw_jax, "raw + key/step": raw_with_key_and_step,
                  "raw dict params": raw_with_dict_params, "funcnet": B.funcnet_step}
-    times = B.step_times(512, 15, 300)
-    for name, t in times.items():
-        print(f"{name:18s} {t:8.1f} µs/step {t / times['raw JAX+optax']:6.3f}")
+    samples = B.step_samples(512, 31, 100)
+    ratios = B.median_ratios(samples, "raw JAX+optax")
+    for name, v in samples.items():
+        print(f"{name:18s} {statistics.median(v):8.1f} µs/step {ratios[name]:6.3f}")
 
 
 if __name__ == "__main__":

@@ -2,18 +2,20 @@
 
 Every system trains the seed model (784→128→64→10, ReLU, cross-entropy, SGD lr 0.01,
 float32) on the same random batch. Rounds are interleaved (each round times every
-system once); reported are the median µs per step over rounds and the median over rounds
-of the ratio to raw JAX in the same round. Peers that are not installed are skipped; nothing is installed here.
+system once, the starting system rotating) in each of several fresh processes; reported are
+the median µs per step over all rounds and the median over all rounds of the ratio to raw JAX
+in the same round. Peers that are not installed are skipped; nothing is installed here.
 
 Also measured: time from process start to the first finished step, each system in a
 fresh interpreter (import, model build, compile, one step).
 
-    python benchmarks/train_step.py [--rounds 15] [--steps 100] [--batch 64 512]
+    python benchmarks/train_step.py [--processes 3] [--rounds 15] [--steps 100] [--batch 64 512]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -272,18 +274,37 @@ def available(name: str) -> bool:
 
 
 def step_samples(batch_size: int, rounds: int, steps: int) -> dict[str, list[float]]:
-    """µs per step of every system, one sample per round; each round times every system once."""
+    """µs per step of every system, one sample per round; each round times every system once,
+    starting one system later than the round before (no system always runs first)."""
     x, y = batch(batch_size)
     runs = {name: make(x, y) for name, make in SYSTEMS.items() if available(name)}
     for run in runs.values():  # compile and warm up
         run(20)
+    names = list(runs)
     samples: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(rounds):
-        for name, run in runs.items():
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
             start = time.perf_counter()
-            run(steps)
+            runs[name](steps)
             samples[name].append((time.perf_counter() - start) / steps * 1e6)
     return samples
+
+
+def step_samples_in_processes(batch_size: int, rounds: int, steps: int, processes: int) -> dict[str, list[float]]:
+    """:func:`step_samples` in ``processes`` fresh interpreters, one after another, samples pooled.
+
+    A process keeps its memory layout and thread placement for its whole life, which can put
+    one system a percent or two ahead for that process; pooling processes averages this out.
+    """
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = ("import json, benchmarks.train_step as B; "
+            f"print(json.dumps(B.step_samples({batch_size}, {rounds}, {steps})))")
+    pooled: dict[str, list[float]] = {}
+    for _ in range(processes):
+        out = subprocess.run([sys.executable, "-c", code], cwd=root, check=True, capture_output=True, text=True)
+        for name, v in json.loads(out.stdout.strip().splitlines()[-1]).items():
+            pooled.setdefault(name, []).extend(v)
+    return pooled
 
 
 def median_ratios(samples: dict[str, list[float]], base: str) -> dict[str, float]:
@@ -323,16 +344,18 @@ def startup_times(repeats: int) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--rounds", type=int, default=15, help="interleaved rounds per process")
+    parser.add_argument("--processes", type=int, default=3, help="fresh interpreters, samples pooled")
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--batch", type=int, nargs="+", default=[64, 512])
     parser.add_argument("--startup-repeats", type=int, default=3)
     args = parser.parse_args()
     print(f"jax {jax.__version__}, {os.cpu_count()} CPU cores, backend {jax.default_backend()}")
     for bs in args.batch:
-        samples = step_samples(bs, args.rounds, args.steps)
+        samples = step_samples_in_processes(bs, args.rounds, args.steps, args.processes)
         ratios = median_ratios(samples, "raw JAX+optax")
-        print(f"\nbatch {bs}: medians over {args.rounds} interleaved rounds of {args.steps} steps")
+        print(f"\nbatch {bs}: medians over {args.processes} processes × {args.rounds} interleaved rounds "
+              f"of {args.steps} steps")
         print(f"{'system':26s} {'µs/step':>9s} {'vs raw JAX':>11s}")
         for name, v in samples.items():
             print(f"{name:26s} {statistics.median(v):9.1f} {ratios[name]:11.3f}")
