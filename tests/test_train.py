@@ -151,6 +151,41 @@ def test_nonfinite_loss_stops_with_named_epoch_and_step(data):
         fit(model, state, Loader(), loss_fn=cross_entropy, optimizer=optimizer, epochs=3, progress=False)
 
 
+def test_nonfinite_loss_stops_within_two_sync_intervals(data):
+    # fit reads the metrics of the previous sync point (never waiting for the newest step), so a
+    # NaN at step 7 is seen at most 2 * sync_every steps later — long before the epoch ends.
+    x, y = data
+    model, optimizer = Net(), optax.sgd(0.1)
+    state = TrainState.create(model, optimizer, jax.random.key(0))
+    good = batches(x, y, np.arange(len(x)), 3)  # 100 batches
+    bad_x = good[7][0].copy()
+    bad_x[1, 2] = np.inf
+    epoch = [*good[:7], (bad_x, good[7][1]), *good[8:]]
+    taken = []
+
+    def loader():
+        for i, b in enumerate(epoch):
+            taken.append(i)
+            yield b
+
+    with pytest.raises(NonFiniteLossError, match=r"epoch 0 \(global step 7\)"):
+        fit(model, state, loader(), loss_fn=cross_entropy, optimizer=optimizer, epochs=1, progress=False,
+            sync_every=2)
+    assert len(taken) <= 8 + 2 * 2, len(taken)
+
+
+def test_accumulate_leaves_the_running_metrics_readable(data):
+    x, y = data
+    model, optimizer = Net(), optax.sgd(0.1)
+    step = make_train_step(model, cross_entropy, optimizer)
+    state = TrainState.create(model, optimizer, jax.random.key(0))
+    first = metrics.empty()
+    state, second = step.accumulate(state, first, (x[:30], y[:30]))
+    state, third = step.accumulate(state, second, (x[30:60], y[30:60]))
+    assert metrics.compute(second)["samples"] == 30 and metrics.compute(third)["samples"] == 60
+    assert metrics.compute(first)["samples"] == 0
+
+
 def test_keyboard_interrupt_returns_history(data):
     x, y = data
     model, optimizer = Net(), optax.sgd(0.1)

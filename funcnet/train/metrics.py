@@ -80,6 +80,12 @@ def merge(a: Metrics, b: Metrics) -> Metrics:
     return Metrics(a.loss_sum + b.loss_sum, counts, a.topk)
 
 
+def to_host(m: Metrics) -> Metrics:
+    """The same sums as numpy values (one transfer; waits for the step that produced them)."""
+    loss_sum, counts = jax.device_get((m.loss_sum, m.counts))
+    return Metrics(loss_sum, counts, m.topk)
+
+
 def compute(m: Metrics) -> dict[str, Any]:
     """Host values: ``loss`` (mean per sample), ``samples``, and for classification
     ``accuracy`` and ``top{k}_accuracy``."""

@@ -94,7 +94,7 @@ class TrainStep:
 
     ``step.accumulate(state, running, batch) -> (state, running)`` adds the batch's
     metrics to ``running`` inside the same compiled call, so a loop keeps its sums
-    on the device with no extra dispatch per step.
+    on the device with no extra dispatch per step. Only ``state`` is donated.
     """
 
     def __init__(self, fn: Callable, donate: bool = True):
@@ -106,7 +106,9 @@ class TrainStep:
             state, batch_metrics = fn(state, batch)
             return state, M.merge(running, batch_metrics)
 
-        self._accumulate = jax.jit(accumulate, donate_argnums=(0, 1) if donate else ())
+        # `running` is not donated: a loop may keep an earlier value and read it later
+        # (fit's lagged progress read) without waiting for the newest step.
+        self._accumulate = jax.jit(accumulate, donate_argnums=(0,) if donate else ())
 
     def __call__(self, state: TrainState, batch: Any, key: jax.Array | None = None):
         return self._step(state, batch, key)
