@@ -6,9 +6,10 @@
   * hand-written JAX: numpy permutation + fancy index → jitted step,
   * hand-written JAX: the whole epoch in one ``lax.scan`` gathering batches on device,
   * PyTorch: ``DataLoader(TensorDataset, shuffle=True)`` + eager step.
-Reports median seconds per epoch and the ratio to the hand-written JAX loop.
+Reports median seconds per epoch and the median over rounds of the ratio to the hand-written
+JAX loop in the same round (the first system of a round rotates).
 
-    python -m benchmarks.epoch [--rounds 5] [--samples 60000]
+    python -m benchmarks.epoch [--rounds 9] [--samples 60000]
 """
 
 from __future__ import annotations
@@ -139,7 +140,7 @@ SYSTEMS = {
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--samples", type=int, default=60_000)
     args = parser.parse_args()
     x, y = dataset(args.samples)
@@ -147,18 +148,19 @@ def main() -> None:
     for run in epochs.values():  # compile + warm up
         run()
     times: dict[str, list[float]] = {name: [] for name in epochs}
-    for _ in range(args.rounds):
-        for name, run in epochs.items():
+    names = list(epochs)
+    for r in range(args.rounds):  # each round runs every system once, the first one rotating
+        for name in names[r % len(names):] + names[:r % len(names)]:
             start = time.perf_counter()
-            run()
+            epochs[name]()
             times[name].append(time.perf_counter() - start)
-    base = statistics.median(times["hand-written JAX loop"])
+    base = "hand-written JAX loop"
     print(f"jax {jax.__version__}, {os.cpu_count()} cores; {args.samples} samples, batch {BATCH}; "
-          f"median of {args.rounds} interleaved epochs")
+          f"medians of {args.rounds} interleaved rounds (ratio: per round, to the JAX loop)")
     print(f"{'system':28s} {'s/epoch':>8s} {'vs JAX loop':>12s}")
     for name, samples in times.items():
-        t = statistics.median(samples)
-        print(f"{name:28s} {t:8.3f} {t / base:12.3f}")
+        ratio = statistics.median(t / b for t, b in zip(samples, times[base], strict=True))
+        print(f"{name:28s} {statistics.median(samples):8.3f} {ratio:12.3f}")
 
 
 if __name__ == "__main__":

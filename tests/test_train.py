@@ -225,3 +225,22 @@ def test_fit_compiled_mode_equals_step_mode_with_a_dataloader(data):
                         (a.params, a.buffers, a.step), (b.params, b.buffers, b.step))
     assert all(jax.tree.leaves(same)), same
     assert [h["loss"] for h in ha] == [h["loss"] for h in hb]
+
+
+@pytest.mark.parametrize("mode", ["compiled", "device_loader"])
+def test_training_compiles_once_across_epochs(data, mode):
+    # Data on the default device stays uncommitted, like a fresh TrainState: the second epoch (or
+    # step) must not compile again for committed outputs (it cost 0.4 s per run before).
+    from funcnet.train.fit import _cached_steps
+    from funcnet.utils.data import DataLoader, TensorDataset
+
+    x, y = data
+    model, optimizer = Net(), optax.sgd(0.05)
+    loader = DataLoader(TensorDataset(x, y), batch_size=50, shuffle=True, device=mode == "device_loader")
+    state = TrainState.create(model, optimizer, jax.random.key(0))
+    state, _ = fit(model, state, loader, loss_fn=cross_entropy, optimizer=optimizer, epochs=3, progress=False,
+                   compiled=mode == "compiled")
+    train_step, _, epoch_fn = _cached_steps(model, cross_entropy, optimizer, (), None, None, (),
+                                            mode == "compiled", False)
+    compiled_fn = epoch_fn if mode == "compiled" else train_step._accumulate
+    assert compiled_fn._cache_size() == 1

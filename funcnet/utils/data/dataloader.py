@@ -48,7 +48,10 @@ def _make_placer(device: Any) -> Callable[[Any], Any] | None:
     import jax
 
     if device is True:
-        device = jax.devices()[0]
+        # The default device, uncommitted (jax.device_put(a)): a step whose other inputs are
+        # uncommitted too (a fresh TrainState) then compiles once, not again for committed outputs.
+        return lambda batch: jax.tree.map(
+            lambda a: jax.device_put(a) if isinstance(a, (np.ndarray, np.generic, jax.Array)) else a, batch)
     if callable(device) and not isinstance(device, (jax.Device, jax.sharding.Sharding)):
         return device  # a placement function, e.g. funcnet.parallel.PerDeviceSplit()
     is_sharding = isinstance(device, jax.sharding.Sharding)
@@ -483,8 +486,8 @@ class DataLoader:
         import jax
 
         device = device if device is not None else self.device
-        if device is None or device is True:
-            device = jax.devices()[0]
+        if device is None or device is True or device is False:
+            device = None  # the default device, uncommitted, as for a fresh TrainState: one compilation
         cache_key = id(device)
         if cache_key not in self._device_cache:
             self._device_cache[cache_key] = (device, tuple(jax.device_put(a, device) for a in self._arrays()))
