@@ -1,13 +1,16 @@
 """Control for the batch-512 step gap: the raw JAX step with funcnet's state shapes.
 
-Raw JAX+optax; the same step carrying a PRNG key and a step counter through each call; the same
-step with nested-dict parameters (as ``state_dict`` names require); and funcnet, interleaved at
-batch 512, 31 rounds of 100 steps (median µs and median per-round ratio to raw JAX).
+First XLA's compute alone: the raw and the funcnet step, 100 steps inside one ``fori_loop``.
+Then one call per step: raw JAX+optax; the same step carrying a PRNG key and a step counter
+through each call; the same step with nested-dict parameters (as ``state_dict`` names require);
+and funcnet, interleaved at batch 512, 31 rounds of 100 steps (median µs and median per-round
+ratio to raw JAX).
 
     python -m benchmarks.state_shape_control
 """
 
 import statistics
+import time
 
 import jax
 import jax.numpy as jnp
@@ -50,7 +53,50 @@ def raw_with_dict_params(x, y):
     return B.optax_runner(fn, params, opt.init(layers), x, y)
 
 
+def compute_only(batch_size: int = 512, steps: int = 100, rounds: int = 21) -> dict[str, float]:
+    """µs per step of the raw and the funcnet step run ``steps`` times inside one ``fori_loop``:
+    XLA's compute alone, with no dispatch, donation or host transfer per step."""
+    import funcnet
+    import funcnet.nn as nn
+    from funcnet.train import TrainState
+    from funcnet.train.step import train_step_fn
+
+    x, y = (jax.device_put(a) for a in B.batch(batch_size))
+    opt, raw_step = B.raw_step_fn()
+    params = B.raw_params()
+
+    @jax.jit
+    def raw_loop(p, o):
+        return jax.lax.fori_loop(0, steps, lambda i, c: raw_step(c[0], c[1], x, y), (p, o, jnp.zeros(())))[2]
+
+    model, optimizer = B.seed_net(), funcnet.optim.SGD(lr=B.LR)
+    step = train_step_fn(model, nn.CrossEntropyLoss(), optimizer)
+    state = TrainState.create(model, optimizer, jax.random.key(0))
+
+    @jax.jit
+    def funcnet_loop(s):
+        def body(i, carry):
+            s, m = step(carry[0], (x, y))
+            return s, carry[1] + m.loss_sum + m.counts.sum()
+        return jax.lax.fori_loop(0, steps, body, (s, jnp.zeros(())))[1]
+
+    runs = {"raw JAX+optax": lambda: raw_loop(params, opt.init(params)), "funcnet": lambda: funcnet_loop(state)}
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for run in runs.values():
+        run().block_until_ready()
+    for _ in range(rounds):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run().block_until_ready()
+            times[name].append((time.perf_counter() - start) / steps * 1e6)
+    return {name: statistics.median(v) for name, v in times.items()}
+
+
 def main() -> None:
+    print("batch 512, compute only (100 steps inside one fori_loop, median of 21)")
+    for name, t in compute_only().items():
+        print(f"{name:18s} {t:8.1f} µs/step")
+    print("\nbatch 512, one jitted call per step (31 interleaved rounds of 100 steps; paired ratio)")
     B.SYSTEMS = {"raw JAX+optax": B.raw_jax, "raw + key/step": raw_with_key_and_step,
                  "raw dict params": raw_with_dict_params, "funcnet": B.funcnet_step}
     samples = B.step_samples(512, 31, 100)
