@@ -18,7 +18,7 @@ The torch equivalent of step 2 is ``new.load_state_dict(backbone_sd, strict=Fals
 ``Adam(new.head.parameters(), ...)``; of step 3, ``requires_grad_(True)`` and a new optimizer
 over parameter groups.
 
-    python examples/transfer_learning.py              # ~10 s on 2 CPU cores
+    python examples/transfer_learning.py              # ~7 s on 2 CPU cores
     python examples/transfer_learning.py --quick      # a few steps per phase, smoke run
 
 The last line is ``test accuracy: fine-tuned <fraction>, scratch <fraction>``: mean test
