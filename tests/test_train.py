@@ -2,6 +2,7 @@
 
 import csv
 import json
+import re
 
 import jax
 import jax.numpy as jnp
@@ -115,6 +116,19 @@ def test_fit_history_callbacks_and_logs(data, tmp_path):
     assert len(rows) == 3 and float(rows[2]["loss"]) == pytest.approx(history[2]["loss"])
     assert json.load(open(tmp_path / "log.json"))[1]["epoch"] == 1
     assert int(state.step) == 3 * len(loader)
+
+
+def test_progress_bar_shows_steps_loss_lr_and_epoch_line(data, capsys):
+    import funcnet.optim as optim
+
+    x, y = data
+    model, optimizer = Net(), optim.SGD(lr=optim.lr_scheduler.StepLR(0.1, step_size=3, gamma=0.5))
+    state = TrainState.create(model, optimizer, jax.random.key(0))
+    loader = batches(x, y, np.arange(len(x)), 30)  # 10 steps
+    fit(model, state, loader, loss_fn=cross_entropy, optimizer=optimizer, epochs=1, sync_every=4)
+    err = capsys.readouterr().err
+    assert "10/10" in err and re.search(r"loss=\d+\.\d{4}", err) and "lr=0.0125" in err, err  # 0.1·0.5^(10//3)
+    assert re.search(r"epoch 1/1  loss \d+\.\d{4}  accuracy 0\.\d+  lr 0\.0125", err), err
 
 
 def test_early_stopping_stops():

@@ -36,17 +36,24 @@ def current_lr(opt_state: Any) -> float | None:
     Uses ``funcnet.optim.get_lr`` when available, else looks for optax's
     ``inject_hyperparams`` ``learning_rate``.
     """
-    try:
-        from funcnet.optim import get_lr
+    value = _lr_value(opt_state)
+    return None if value is None else float(value)
 
-        value = get_lr(opt_state)
-        return None if value is None else float(value)
+
+def _lr_value(opt_state: Any) -> Any:
+    """The (first) recorded lr as stored — an array or a float — or None; reads nothing from the device."""
+    try:
+        from funcnet.optim import get_lrs
+
+        lrs = get_lrs(opt_state)
+        if lrs:
+            return lrs[0]
     except (ImportError, AttributeError, KeyError, ValueError, TypeError):
         pass
     for leaf_state in jax.tree.leaves(opt_state, is_leaf=lambda s: hasattr(s, "hyperparams")):
         hyper = getattr(leaf_state, "hyperparams", None)
         if isinstance(hyper, dict) and "learning_rate" in hyper:
-            return float(hyper["learning_rate"])
+            return hyper["learning_rate"]
     return None
 
 
@@ -209,13 +216,8 @@ def _epoch_line(logs: dict[str, Any], epochs: int) -> str:
 def _lr_snapshot(opt_state: Any) -> Any:
     """The lr now, without waiting: a float, a copy of the lr array (the state itself is donated
     to the next step), or None."""
-    try:
-        from funcnet.optim import get_lrs
-
-        lrs = get_lrs(opt_state)
-    except ImportError:
-        return None
-    return jax.numpy.copy(lrs[0]) if lrs else None
+    value = _lr_value(opt_state)
+    return jax.numpy.copy(value) if isinstance(value, jax.Array) else value
 
 
 def _step_epoch(train_step, state, loader, epoch, epochs, progress, sync_every, topk):
