@@ -1,5 +1,10 @@
 """Shared test helpers: torch on CPU, deterministic seeds, array comparison."""
 
+import importlib.util
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch  # a test dependency: fail loudly, never skip
@@ -24,3 +29,24 @@ def assert_close(actual, expected, rtol=1e-5, atol=1e-6):
     if hasattr(expected, "detach"):
         expected = expected.detach().cpu().numpy()
     np.testing.assert_allclose(np.asarray(actual), np.asarray(expected), rtol=rtol, atol=atol)
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def load_example(name: str):
+    """``examples/<name>.py`` as a module (without running its ``main``), so a test exercises the
+    example's own code rather than a copy of it."""
+    spec = importlib.util.spec_from_file_location(f"example_{name}", os.path.join(ROOT, "examples", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_example(name: str, *args: str, timeout: int = 300) -> list[str]:
+    """Run ``examples/<name>`` as a user does (a fresh interpreter in the repository root); its
+    stdout lines. Fails with the end of stderr if the example exits non-zero."""
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "examples", name), *args], cwd=ROOT,
+                            capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout.strip().splitlines()

@@ -1,22 +1,11 @@
 """The examples run as a user runs them (shortened by flags) and keep their promises."""
 
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from conftest import run_example
 
 import funcnet
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def run_example(name, *args, timeout=300):
-    result = subprocess.run([sys.executable, os.path.join(ROOT, "examples", name), *args], cwd=ROOT,
-                            capture_output=True, text=True, timeout=timeout)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result.stdout.strip().splitlines()
 
 
 @pytest.mark.slow
@@ -33,3 +22,44 @@ def test_mnist_example_trains_saves_and_reports(tmp_path):
     saved = funcnet.load(tmp_path / "model.pkl")
     assert np.shape(saved["model"]["fc1.weight"]) == (128, 64)
     assert (tmp_path / "loss.png").stat().st_size > 1000
+
+
+# Smoke runs of the other examples, shortened by their own flags: they must keep running and keep
+# the output contract their docstrings state.
+
+
+@pytest.mark.slow
+@pytest.mark.subprocess
+def test_visualize_example_saves_both_pictures(tmp_path):
+    lines = run_example("visualize.py", "--epochs", "2", "--out", str(tmp_path))
+    assert lines[-1].startswith(f"saved {tmp_path}/predictions.png (48 test digits, "), lines
+    for name in ("predictions.png", "history.png"):
+        assert (tmp_path / name).stat().st_size > 1000
+
+
+@pytest.mark.slow
+@pytest.mark.subprocess
+def test_quantize_example_reports_accuracy_size_and_latency():
+    lines = run_example("quantize.py", "--epochs", "2", "--repeats", "3")
+    accuracy = next(line for line in lines if line.startswith("test accuracy: float "))
+    assert "int8" in accuracy and "drop" in accuracy, accuracy
+    total = next(line for line in lines if line.startswith("total "))
+    assert float(total.split()[-1].rstrip("x")) >= 3.5, total  # int8 weights ≥ 3.5× smaller
+    assert any(line.startswith("CPU latency of the jitted forward") for line in lines), lines
+
+
+@pytest.mark.slow
+@pytest.mark.subprocess
+@pytest.mark.parametrize("model", ["lstm", "transformer"])
+def test_sequence_example_runs(model):
+    lines = run_example("sequence.py", "--model", model, "--steps", "20")
+    assert lines[-1].startswith(f"final test accuracy ({model}, 20 steps, "), lines
+
+
+@pytest.mark.slow
+@pytest.mark.subprocess
+def test_data_parallel_example_trains_and_saves(tmp_path):
+    lines = run_example("data_parallel.py", "--epochs", "1", "--out", str(tmp_path))
+    assert lines[-1].startswith("test accuracy: "), lines
+    assert float(lines[-1].split(": ")[1]) > 0.5, lines
+    assert (tmp_path / "model.fn").exists()

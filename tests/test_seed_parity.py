@@ -9,26 +9,15 @@ from collections import OrderedDict
 import jax
 import numpy as np
 import torch
+from conftest import load_example
 
 import funcnet
 import funcnet.nn as nn
-import funcnet.nn.functional as F
 import funcnet.optim as optim
 from funcnet.train import TrainState, make_train_step
 
-
-class Net(nn.Module):
-    def __init__(self, in_features=784):
-        super().__init__()
-        self.fc1 = nn.Linear(in_features, 128)
-        self.fc2 = nn.Linear(128, 64)
-        self.fc3 = nn.Linear(64, 10)
-
-    def forward(self, x):
-        x = funcnet.flatten(x, 1)
-        x = F.relu(self.fc1(x))
-        x = F.relu(self.fc2(x))
-        return self.fc3(x)
+# The translation under test is the example's own Net (examples/mnist.py), not a copy.
+Net = load_example("mnist").Net
 
 
 class TorchNet(torch.nn.Module):

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-import os
 import re
-import subprocess
-import sys
 
 import jax
 import numpy as np
 import optax
 import pytest
+from conftest import load_example, run_example
 
 import funcnet.nn as nn
 import funcnet.optim as optim
@@ -20,8 +17,6 @@ from funcnet.nn.transfer import LoadReport, load_backbone
 from funcnet.nn.utils import named_leaves
 from funcnet.train import TrainState, evaluate, make_epoch_fn, make_train_step
 from funcnet.utils.data import DataLoader, TensorDataset
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class Net(nn.Module):
@@ -250,11 +245,7 @@ def test_compiled_epoch_with_trainable_freezes_the_backbone_too():
 
 def _example():
     """examples/transfer_learning.py as a module (its CNN, data subsets and comparison protocol)."""
-    spec = importlib.util.spec_from_file_location("transfer_example", os.path.join(ROOT, "examples",
-                                                                                   "transfer_learning.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_example("transfer_learning")
 
 
 def _example_net():
@@ -304,18 +295,10 @@ def test_fine_tuned_beats_scratch_at_equal_step_budget():
 # -- the examples ------------------------------------------------------------------------------
 
 
-def _run_example(name: str, *args: str) -> list[str]:
-    env = {**os.environ, "PYTHONPATH": ROOT, "JAX_PLATFORMS": "cpu"}
-    out = subprocess.run([sys.executable, os.path.join(ROOT, "examples", name), *args], env=env,
-                         capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-3000:]
-    return out.stdout.strip().splitlines()
-
-
 @pytest.mark.slow
 @pytest.mark.subprocess
 def test_cnn_example_runs(tmp_path):
-    lines = _run_example("cnn.py", "--epochs", "1", "--out", str(tmp_path))
+    lines = run_example("cnn.py", "--epochs", "1", "--out", str(tmp_path))
     assert re.fullmatch(r"Epoch 1, loss: \d+\.\d{4}", lines[0]), lines
     assert re.fullmatch(r"test accuracy: (0|1)\.\d{4}", lines[-1]), lines
     assert float(lines[-1].split()[-1]) > 0.5  # one epoch of a CNN on digits
@@ -325,7 +308,7 @@ def test_cnn_example_runs(tmp_path):
 @pytest.mark.slow
 @pytest.mark.subprocess
 def test_transfer_example_runs(tmp_path):
-    lines = _run_example("transfer_learning.py", "--quick", "--out", str(tmp_path))
+    lines = run_example("transfer_learning.py", "--quick", "--out", str(tmp_path))
     assert re.fullmatch(r"test accuracy: fine-tuned (0|1)\.\d{4}, scratch (0|1)\.\d{4}", lines[-1]), lines
     assert any(line.startswith("loaded 14 tensors") for line in lines), lines
     assert "missing 2 (kept from init): head.weight, head.bias" in lines
