@@ -20,6 +20,21 @@ from funcnet.nn.module import Module
 from funcnet.nn.parameter import Buffer, Parameter
 
 
+def declare_norm_state(module: Module, num_features: int, affine: bool, bias: bool, track_running_stats: bool,
+                       dtype: Any) -> None:
+    """The per-channel state of torch's ``_NormBase`` (BatchNorm, InstanceNorm), in its
+    ``state_dict`` order: ``weight`` (ones) and ``bias`` (zeros) if affine, then
+    ``running_mean`` (zeros), ``running_var`` (ones) and int ``num_batches_tracked`` if tracked."""
+    if affine:
+        module.weight = Parameter((num_features,), init.ones, dtype)
+        if bias:
+            module.bias = Parameter((num_features,), init.zeros, dtype)
+    if track_running_stats:
+        module.running_mean = Buffer((num_features,), init.zeros, dtype)
+        module.running_var = Buffer((num_features,), init.ones, dtype)
+        module.num_batches_tracked = Buffer((), init.zeros, jnp.int32)
+
+
 class _BatchNorm(Module):
     _accepted_ndims: tuple[int, ...] = ()
     _shape_text = ""
@@ -44,14 +59,7 @@ class _BatchNorm(Module):
         self.momentum = momentum
         self.affine = affine
         self.track_running_stats = track_running_stats
-        if affine:
-            self.weight = Parameter((num_features,), init.ones, dtype)
-            if bias:
-                self.bias = Parameter((num_features,), init.zeros, dtype)
-        if track_running_stats:
-            self.running_mean = Buffer((num_features,), init.zeros, dtype)
-            self.running_var = Buffer((num_features,), init.ones, dtype)
-            self.num_batches_tracked = Buffer((), init.zeros, jnp.int32)
+        declare_norm_state(self, num_features, affine, bias, track_running_stats, dtype)
 
     def _check_input(self, x: jax.Array) -> None:
         if x.ndim not in self._accepted_ndims or x.shape[1] != self.num_features:

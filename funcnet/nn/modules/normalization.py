@@ -22,7 +22,8 @@ from funcnet.nn import functional as F
 from funcnet.nn import init
 from funcnet.nn.functional.normalization import instance_norm_stats, running_stats_update
 from funcnet.nn.module import Module
-from funcnet.nn.parameter import Buffer, Parameter
+from funcnet.nn.modules.batchnorm import declare_norm_state
+from funcnet.nn.parameter import Parameter
 
 
 class LayerNorm(Module):
@@ -129,14 +130,7 @@ class _InstanceNorm(Module):
         self.momentum = momentum
         self.affine = affine
         self.track_running_stats = track_running_stats
-        if affine:
-            self.weight = Parameter((num_features,), init.ones, dtype)
-            if bias:
-                self.bias = Parameter((num_features,), init.zeros, dtype)
-        if track_running_stats:
-            self.running_mean = Buffer((num_features,), init.zeros, dtype)
-            self.running_var = Buffer((num_features,), init.ones, dtype)
-            self.num_batches_tracked = Buffer((), init.zeros, jnp.int32)
+        declare_norm_state(self, num_features, affine, bias, track_running_stats, dtype)
 
     def _shape_text(self) -> str:
         spatial = ", ".join("DHW"[3 - self._spatial_dims:])
