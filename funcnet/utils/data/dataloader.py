@@ -406,6 +406,11 @@ class DataLoader:
         ]
         self._last_threads = []
         inner = _prefetch.threaded(sources, self.prefetch, "funcnet-DataLoader", self._last_threads)
+        yield from self._counted(inner, start, epoch)
+
+    def _counted(self, inner: Iterator[Any], start: int, epoch: int) -> Iterator[Any]:
+        """Yield ``inner``'s batches, recording the position for ``state_dict``; close ``inner``
+        however iteration ends, and mark the epoch finished only when it ran to the end."""
         try:
             b = start
             for batch in inner:
@@ -458,15 +463,7 @@ class DataLoader:
             inner = _prefetch.threaded([produce], self.prefetch, "funcnet-DataLoader", self._last_threads)
         else:
             inner = produce()
-        try:
-            b = start
-            for batch in inner:
-                b += 1
-                self._pos = b
-                yield batch
-        finally:
-            inner.close()
-        self._finish(epoch)
+        yield from self._counted(inner, start, epoch)
 
     # ------------------------------------------------------------------ on-device mode
     def _arrays(self) -> tuple[np.ndarray, ...]:
