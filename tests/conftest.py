@@ -50,3 +50,20 @@ def run_example(name: str, *args: str, timeout: int = 300) -> list[str]:
                             capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout.strip().splitlines()
+
+
+class TorchSeedNet(torch.nn.Module):
+    """The seed program's network in PyTorch (784→128→64→10, ReLU): the reference for the
+    translation in examples/mnist.py (``load_example("mnist").Net``)."""
+
+    def __init__(self, in_features: int = 784):
+        super().__init__()
+        self.fc1 = torch.nn.Linear(in_features, 128)
+        self.fc2 = torch.nn.Linear(128, 64)
+        self.fc3 = torch.nn.Linear(64, 10)
+
+    def forward(self, x):
+        x = torch.flatten(x, 1)
+        x = torch.relu(self.fc1(x))
+        x = torch.relu(self.fc2(x))
+        return self.fc3(x)

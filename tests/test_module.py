@@ -8,41 +8,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
-from conftest import assert_close
+from conftest import TorchSeedNet, assert_close, load_example
 
-import funcnet
 import funcnet.nn as nn
 from funcnet.nn import functional as F
 
-
-class Net(nn.Module):
-    """The seed program's model."""
-
-    def __init__(self):
-        super().__init__()
-        self.fc1 = nn.Linear(784, 128)
-        self.fc2 = nn.Linear(128, 64)
-        self.fc3 = nn.Linear(64, 10)
-
-    def forward(self, x):
-        x = funcnet.flatten(x, 1)
-        x = jax.nn.relu(self.fc1(x))
-        x = jax.nn.relu(self.fc2(x))
-        return self.fc3(x)
-
-
-class TorchNet(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.fc1 = torch.nn.Linear(784, 128)
-        self.fc2 = torch.nn.Linear(128, 64)
-        self.fc3 = torch.nn.Linear(64, 10)
-
-    def forward(self, x):
-        x = torch.flatten(x, 1)
-        x = torch.relu(self.fc1(x))
-        x = torch.relu(self.fc2(x))
-        return self.fc3(x)
+Net = load_example("mnist").Net  # the seed program's translation
+TorchNet = TorchSeedNet
 
 
 class BNDropNet(nn.Module):
@@ -375,7 +347,7 @@ def test_parameter_dtype_and_compute_dtype_policy(rng):
 
 
 def test_repr_matches_torch():
-    assert repr(Net()) == repr(TorchNet()).replace("TorchNet(", "Net(", 1)
+    assert repr(Net()) == repr(TorchNet()).replace("TorchSeedNet(", "Net(", 1)
     model = nn.Sequential(nn.Linear(2, 3, bias=False), nn.BatchNorm1d(3, momentum=None), nn.Dropout(0.2))
     reference = torch.nn.Sequential(
         torch.nn.Linear(2, 3, bias=False), torch.nn.BatchNorm1d(3, momentum=None), torch.nn.Dropout(0.2)

@@ -9,7 +9,7 @@ from collections import OrderedDict
 import jax
 import numpy as np
 import torch
-from conftest import load_example
+from conftest import TorchSeedNet, load_example
 
 import funcnet
 import funcnet.nn as nn
@@ -18,20 +18,7 @@ from funcnet.train import TrainState, make_train_step
 
 # The translation under test is the example's own Net (examples/mnist.py), not a copy.
 Net = load_example("mnist").Net
-
-
-class TorchNet(torch.nn.Module):
-    def __init__(self, in_features=784):
-        super().__init__()
-        self.fc1 = torch.nn.Linear(in_features, 128)
-        self.fc2 = torch.nn.Linear(128, 64)
-        self.fc3 = torch.nn.Linear(64, 10)
-
-    def forward(self, x):
-        x = torch.flatten(x, 1)
-        x = torch.nn.functional.relu(self.fc1(x))
-        x = torch.nn.functional.relu(self.fc2(x))
-        return self.fc3(x)
+TorchNet = TorchSeedNet
 
 
 def test_seed_translation_follows_torch_loss_curve():
