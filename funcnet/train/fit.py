@@ -118,7 +118,8 @@ def fit(
             batches; ``set_epoch`` is called when present).
         val_loader: evaluated after every epoch (``val_loss``, ``val_accuracy``).
         callbacks: :class:`Callback` objects; one returning ``True`` stops training.
-        progress: a tqdm bar per epoch (step, loss, samples/s, lr, ETA); ``False`` is quiet.
+        progress: a tqdm bar per epoch (step, steps/s, ETA, loss, lr) and a line per epoch
+            (loss, accuracy, validation, lr, samples/s); ``False`` is quiet.
         compiled: run each epoch as one compiled ``lax.scan`` (array datasets that fit
             in device memory; uses ``train_loader.epoch_indices``). Same bits as the step loop.
         sync_every: every this many steps, read the metrics of the previous sync point
