@@ -266,3 +266,22 @@ def test_missing_key_in_train_mode_is_reported():
         model.apply(params, jnp.zeros((3, 1, E)), train=True)
     with pytest.raises(RuntimeError, match="relu/gelu"):
         nn.TransformerEncoderLayer(E, H, activation="tanh")
+
+
+class _Encoder(nn.Module):
+    def __init__(self, scan: bool):
+        super().__init__()
+        self.encoder = nn.TransformerEncoder(nn.TransformerEncoderLayer(16, 4, 32, batch_first=True), 2,
+                                             scan_layers=scan)
+
+    def forward(self, x):
+        return self.encoder(x)
+
+
+@pytest.mark.parametrize("scan, where", [(False, r"layers\.0"), (True, r"layers\.\*")])
+def test_errors_inside_a_layer_stack_name_the_full_path(scan, where):
+    # Each layer runs in a nested apply; its errors still name the path from the outer model.
+    model = _Encoder(scan)
+    with pytest.raises(nn.ShapeError, match=rf"^_Encoder\.encoder\.{where}\.self_attn \(MultiheadAttention\): "
+                                            r"expected input of shape \[N, S, 16\] for query, got \(2, 5, 12\)"):
+        model.apply(model.init(jax.random.key(0)), jnp.ones((2, 5, 12)))

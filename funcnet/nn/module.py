@@ -310,6 +310,7 @@ class Module:
         train: bool = False,
         compute_dtype: Any = None,
         eval_modules: tuple[str, ...] = (),
+        _root_name: str | None = None,
         **kwargs: Any,
     ) -> Any:
         """Run ``forward`` as a pure function of the given arrays.
@@ -342,7 +343,7 @@ class Module:
                 (args, kwargs),
             )
         ctx = _context.ApplyContext(
-            root_name=type(self).__name__,
+            root_name=_root_name or self._name_within(_context.current()),
             paths=self._module_paths(),
             params=params,
             buffers=buffers,
@@ -357,6 +358,14 @@ class Module:
         if train:
             return out, ctx.merged_buffers()
         return out
+
+    def _name_within(self, outer: Any) -> str:
+        """The name paths start from: the class name, or, for a submodule applied from inside
+        a running apply (a layer of a Transformer stack), its full path there — so an error
+        says ``TransformerEncoder.layers.1.self_attn``, not ``TransformerEncoderLayer.self_attn``."""
+        if outer is not None and id(self) in outer.paths:
+            return outer.display_path(outer.path_of(self))
+        return type(self).__name__
 
     # -- state_dict ------------------------------------------------------------------
     def state_dict(self, params: dict | Variables, buffers: dict | None = None) -> OrderedDict:

@@ -209,19 +209,22 @@ def run_layer_stack(owner: Module, layers: ModuleList, x: jax.Array, scan: bool,
     per_layer = [tree.get(str(i), {}) for i in range(len(layers))]
     base_key = owner.make_rng() if ctx.train and ctx.key is not None else None
 
-    def run(layer: Module, index: Any, params: dict, h: jax.Array) -> jax.Array:
+    def run(layer: Module, index: Any, params: dict, h: jax.Array, name: str | None = None) -> jax.Array:
         key = None if base_key is None else jax.random.fold_in(base_key, index)
         out = layer.apply(params, h, key=key, train=ctx.train, compute_dtype=ctx.compute_dtype,
-                          **layer_kwargs)
+                          _root_name=name, **layer_kwargs)
         return out[0] if ctx.train else out
 
     if scan and len(layers) > 1 and _same_layers(layers, per_layer):
         stacked = jax.tree.map(lambda *a: jnp.stack(a), *per_layer)
         template = layers[0]
 
+        # One traced body stands for every layer: errors inside it name "layers.*".
+        name = ctx.display_path((*ctx.path_of(layers), "*"))
+
         def body(h, inputs):
             index, params = inputs
-            return run(template, index, params, h), None
+            return run(template, index, params, h, name), None
 
         x, _ = lax.scan(body, x, (jnp.arange(len(layers), dtype=jnp.uint32), stacked))
         return x
