@@ -411,3 +411,88 @@ def test_init_under_vmap_equals_eager_per_key():
     for i in range(3):
         single = model.init(keys[i])
         jax.tree.map(lambda b, s, i=i: np.testing.assert_array_equal(b[i], s), batched, single)
+
+
+# -- shared modules and tied parameters, as torch ----------------------------------------------
+
+
+class _Tied(nn.Module):
+    """An embedding and an output layer sharing one weight (torch: ``dec.weight = emb.weight``),
+    plus one Linear used under two names."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(10, 4)
+        self.mid = nn.Linear(4, 4)
+        self.again = self.mid
+        self.dec = nn.Linear(4, 10, bias=False)
+        self.dec.weight = self.emb.get_parameter("weight")  # torch: self.dec.weight = self.emb.weight
+
+    def forward(self, idx):
+        h = jnp.tanh(self.again(jnp.tanh(self.mid(self.emb(idx)))))
+        return self.dec(h)
+
+
+class _TorchTied(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = torch.nn.Embedding(10, 4)
+        self.mid = torch.nn.Linear(4, 4)
+        self.again = self.mid
+        self.dec = torch.nn.Linear(4, 10, bias=False)
+        self.dec.weight = self.emb.weight
+
+    def forward(self, idx):
+        h = torch.tanh(self.again(torch.tanh(self.mid(self.emb(idx)))))
+        return self.dec(h)
+
+
+def test_tied_and_shared_parameters_exist_once_and_match_torch():
+    model, reference = _Tied(), _TorchTied()
+    variables = model.init(jax.random.key(0))
+    # One array per tensor: the first name only, as torch's named_parameters().
+    assert sorted(k for k, _ in nn.utils.named_leaves(variables.params)) == sorted(
+        k for k, _ in reference.named_parameters())
+    assert model.num_parameters() == sum(p.numel() for p in reference.parameters())
+    # state_dict: every name, in torch's order, the shared ones holding the same array.
+    sd = model.state_dict(variables)
+    assert list(sd) == list(reference.state_dict())
+    assert sd["dec.weight"] is sd["emb.weight"] and sd["again.bias"] is sd["mid.bias"]
+    # Same weights → same outputs and the same gradient for the tied weight (both uses summed).
+    reference.load_state_dict(to_torch_state(sd))
+    idx = np.array([[1, 2, 3], [4, 5, 9]])
+    target = torch.tensor(np.random.default_rng(0).standard_normal((2, 3, 10)), dtype=torch.float32)
+
+    def loss(params):
+        return jnp.mean((model.apply(params, jnp.asarray(idx)) - jnp.asarray(target.numpy())) ** 2)
+
+    grads = jax.grad(loss)(variables.params)
+    torch_loss = torch.mean((reference(torch.tensor(idx)) - target) ** 2)
+    torch_loss.backward()
+    assert_close(loss(variables.params), torch_loss)
+    assert_close(grads["emb"]["weight"], reference.emb.weight.grad)
+    assert_close(grads["mid"]["weight"], reference.mid.weight.grad)
+
+
+def test_load_state_dict_of_a_tied_model_from_torch_and_inconsistent_files():
+    model, reference = _Tied(), _TorchTied()
+    torch_sd = reference.state_dict()
+    variables, report = model.load_state_dict(torch_sd)
+    assert report == ([], [])
+    np.testing.assert_array_equal(np.asarray(variables.params["emb"]["weight"]), torch_sd["dec.weight"].numpy())
+    # A file whose two names of one tensor disagree cannot be loaded without losing one of them.
+    bad = dict(torch_sd)
+    bad["dec.weight"] = bad["dec.weight"] + 1
+    with pytest.raises(RuntimeError, match=r'"dec.weight" and "emb.weight" name one shared tensor'):
+        model.load_state_dict(bad)
+
+
+def test_get_parameter_and_the_hint_outside_apply():
+    model = _Tied()
+    assert model.get_parameter("dec.weight") is model.get_parameter("emb.weight")
+    assert model.get_parameter("mid.bias").shape == (4,)
+    assert nn.Sequential(nn.BatchNorm1d(3)).get_buffer("0.running_var").shape == (3,)
+    with pytest.raises(AttributeError, match="`nope` is not a parameter of Linear"):
+        model.get_parameter("mid.nope")
+    with pytest.raises(AttributeError, match=r"get_parameter\('weight'\)"):
+        model.emb.weight  # noqa: B018 — torch's tying syntax reads the tensor; here it explains

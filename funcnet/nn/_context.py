@@ -56,6 +56,7 @@ class ApplyContext:
 
     root_name: str
     paths: dict[int, tuple[str, ...]]
+    aliases: dict[tuple[tuple[str, ...], str], tuple[tuple[str, ...], str]]  # shared declarations
     params: dict
     buffers: dict | None
     key: jax.Array | None
@@ -86,8 +87,13 @@ class ApplyContext:
                 f"(self.name = {type(module).__name__}(...)) so its parameters have a name"
             ) from None
 
-    def param(self, module, name: str) -> jax.Array:
+    def _location(self, module, name: str) -> tuple[tuple[str, ...], str]:
+        """Where ``module.name`` lives in the trees: a tied parameter lives at its first name."""
         path = self.path_of(module)
+        return self.aliases.get((path, name), (path, name)) if self.aliases else (path, name)
+
+    def param(self, module, name: str) -> jax.Array:
+        path, name = self._location(module, name)
         node = _lookup(self.params, path)
         if name not in node:
             where = ".".join((*path, name))
@@ -102,7 +108,7 @@ class ApplyContext:
         return value
 
     def buffer(self, module, name: str) -> jax.Array | None:
-        path = self.path_of(module)
+        path, name = self._location(module, name)
         updated = _lookup(self.new_buffers, path)
         if name in updated:
             return updated[name]
@@ -117,7 +123,8 @@ class ApplyContext:
         return node[name]
 
     def set_buffer(self, module, name: str, value: jax.Array) -> None:
-        _assign(self.new_buffers, self.path_of(module), name, value)
+        path, name = self._location(module, name)
+        _assign(self.new_buffers, path, name, value)
 
     def make_rng(self, module) -> jax.Array:
         path = ".".join(self.path_of(module))

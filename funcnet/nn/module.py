@@ -135,14 +135,42 @@ class Module:
         if name in d.get("_parameters", ()) or name in d.get("_buffers", ()):
             ctx = _context.current()
             if ctx is None:
+                kind = "parameter" if name in d["_parameters"] else "buffer"
                 raise AttributeError(
                     f"{type(self).__name__}.{name} has a value only inside apply: funcnet "
-                    f"modules hold no arrays (the arrays are in params/buffers from init)"
+                    f"modules hold no arrays (the arrays are in params/buffers from init). To share "
+                    f"the declaration itself (weight tying), use get_{kind}: "
+                    f"other.weight = module.get_{kind}({name!r})"
                 )
             if name in d["_parameters"]:
                 return ctx.param(self, name)
             return ctx.buffer(self, name)
         raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
+
+    def get_parameter(self, target: str) -> Parameter:
+        """torch's ``get_parameter``: the declaration at dotted ``target`` (``"fc1.weight"``).
+
+        Assigning it to another module ties the two (one array, trained once, saved under
+        both names): ``self.dec.weight = self.emb.get_parameter("weight")``, torch's
+        ``self.dec.weight = self.emb.weight``."""
+        return self._get_declaration(target, "_parameters", "parameter")
+
+    def get_buffer(self, target: str) -> Buffer:
+        """torch's ``get_buffer``: the buffer declaration at dotted ``target``."""
+        return self._get_declaration(target, "_buffers", "buffer")
+
+    def _get_declaration(self, target: str, registry: str, kind: str) -> Any:
+        *module_path, name = target.split(".")
+        module: Module = self
+        for part in module_path:
+            children = module._registry("_modules")
+            if part not in children:
+                raise AttributeError(f"{type(module).__name__} has no attribute `{part}` (looking up {target!r})")
+            module = children[part]
+        declarations = module._registry(registry)
+        if name not in declarations:
+            raise AttributeError(f"`{name}` is not a {kind} of {type(module).__name__} (looking up {target!r})")
+        return declarations[name]
 
     def register_parameter(self, name: str, param: Parameter | None) -> None:
         """torch's ``register_parameter``; ``None`` removes the name."""
@@ -263,14 +291,35 @@ class Module:
 
         yield from walk(self, ())
 
-    def named_parameter_specs(self) -> Iterator[tuple[str, Parameter]]:
-        """Dotted names and declarations of the trainable parameters (no arrays needed)."""
+    def _aliases(self) -> dict[tuple[tuple[str, ...], str], tuple[tuple[str, ...], str]]:
+        """``(path, name) -> (path, name)`` of its first occurrence, for every declaration that is
+        reached a second time: through a module shared under two names, or one ``Parameter``
+        assigned to two modules (weight tying, torch's ``decoder.weight = encoder.weight``).
+
+        As in torch, such a tensor exists once (one array, trained once) and appears under every
+        name in ``state_dict``."""
+        first: dict[int, tuple[tuple[str, ...], str]] = {}
+        aliases = {}
         for path, name, spec in self._declarations():
+            if id(spec) in first:
+                aliases[(path, name)] = first[id(spec)]
+            else:
+                first[id(spec)] = (path, name)
+        return aliases
+
+    def _unique_declarations(self) -> Iterator[tuple[tuple[str, ...], str, Parameter]]:
+        aliases = self._aliases()
+        return ((path, name, spec) for path, name, spec in self._declarations() if (path, name) not in aliases)
+
+    def named_parameter_specs(self) -> Iterator[tuple[str, Parameter]]:
+        """Dotted names and declarations of the trainable parameters (no arrays needed; a
+        shared parameter once, under its first name, as torch's ``named_parameters``)."""
+        for path, name, spec in self._unique_declarations():
             if not isinstance(spec, Buffer):
                 yield ".".join((*path, name)), spec
 
     def named_buffer_specs(self) -> Iterator[tuple[str, Buffer]]:
-        for path, name, spec in self._declarations():
+        for path, name, spec in self._unique_declarations():
             if isinstance(spec, Buffer):
                 yield ".".join((*path, name)), spec
 
@@ -289,7 +338,7 @@ class Module:
         """
         params: dict = {}
         buffers: dict = {}
-        for path, name, spec in self._declarations():
+        for path, name, spec in self._unique_declarations():  # a shared declaration gets one array
             dotted = ".".join((*path, name))
             value = spec.create(_rng.derive_key(key, _context.path_hash(dotted)))
             _context._assign(buffers if isinstance(spec, Buffer) else params, path, name, value)
@@ -345,6 +394,7 @@ class Module:
         ctx = _context.ApplyContext(
             root_name=_root_name or self._name_within(_context.current()),
             paths=self._module_paths(),
+            aliases=self._aliases(),
             params=params,
             buffers=buffers,
             key=key,
@@ -376,13 +426,15 @@ class Module:
         if isinstance(params, Variables):
             params, buffers = params
         out: OrderedDict = OrderedDict()
+        aliases = self._aliases()
         for path, name, spec in self._declarations():
             if isinstance(spec, Buffer) and not spec.persistent:
                 continue
             tree = buffers if isinstance(spec, Buffer) else params
-            node = _context._lookup(tree, path)
-            if name in node:
-                out[".".join((*path, name))] = node[name]
+            source_path, source_name = aliases.get((path, name), (path, name))  # shared: the one array
+            node = _context._lookup(tree, source_path)
+            if source_name in node:
+                out[".".join((*path, name))] = node[source_name]
         return out
 
     def load_state_dict(
@@ -438,9 +490,13 @@ class Module:
                 f"({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}) and no "
                 f"into=model.init(key) to take them from"
             )
+        aliases = self._aliases()
+        state_dict = self._resolve_shared(state_dict, aliases)
         params: dict = {}
         buffers: dict = {}
         for path, name, spec in self._declarations():
+            if (path, name) in aliases:
+                continue  # a shared declaration: loaded once, under its first name
             dotted = ".".join((*path, name))
             target = buffers if isinstance(spec, Buffer) else params
             if dotted in state_dict:
@@ -455,6 +511,26 @@ class Module:
                 continue
             _context._assign(target, path, name, value)
         return Variables(params, buffers), IncompatibleKeys(missing, unexpected)
+
+    def _resolve_shared(self, state_dict: dict, aliases: dict) -> dict:
+        """Fold every shared declaration's entries into its first name. torch writes one tensor
+        under each name; if a file holds different values under two names of one tensor, loading
+        it would silently keep only one of them, so that is an error naming both keys."""
+        if not aliases:
+            return state_dict
+        resolved = dict(state_dict)
+        for (path, name), (first_path, first_name) in aliases.items():
+            alias, first = ".".join((*path, name)), ".".join((*first_path, first_name))
+            if alias not in state_dict:
+                continue
+            if first not in resolved:
+                resolved[first] = state_dict[alias]
+            elif not np.array_equal(_to_numpy(resolved[first]), _to_numpy(state_dict[alias])):
+                raise RuntimeError(
+                    f"Error(s) in loading state_dict for {type(self).__name__}: \"{alias}\" and "
+                    f"\"{first}\" name one shared tensor in this model but hold different values"
+                )
+        return resolved
 
     # -- printing --------------------------------------------------------------------
     def extra_repr(self) -> str:
