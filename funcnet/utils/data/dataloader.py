@@ -47,15 +47,14 @@ def _make_placer(device: Any) -> Callable[[Any], Any] | None:
         return None
     import jax
 
-    if device is True:
-        # The default device, uncommitted (jax.device_put(a)): a step whose other inputs are
-        # uncommitted too (a fresh TrainState) then compiles once, not again for committed outputs.
-        return lambda batch: jax.tree.map(
-            lambda a: jax.device_put(a) if isinstance(a, (np.ndarray, np.generic, jax.Array)) else a, batch)
     if callable(device) and not isinstance(device, (jax.Device, jax.sharding.Sharding)):
         return device  # a placement function, e.g. funcnet.parallel.PerDeviceSplit()
     is_sharding = isinstance(device, jax.sharding.Sharding)
-    if not is_sharding and not isinstance(device, jax.Device):
+    if device is True:
+        # The default device, uncommitted (jax.device_put(a, None)): a step whose other inputs are
+        # uncommitted too (a fresh TrainState) then compiles once, not again for committed outputs.
+        device = None
+    elif not is_sharding and not isinstance(device, jax.Device):
         raise TypeError(f"DataLoader: device must be None, True, a jax.Device, a jax.sharding.Sharding or a "
                         f"placement callable; "
                         f"got {type(device).__name__}")
