@@ -17,12 +17,12 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks.timing import interleaved, median_ratios
 from benchmarks.train_step import LR, raw_params, raw_step_fn, seed_net
 
 BATCH = 64
@@ -147,20 +147,14 @@ def main() -> None:
     epochs = {name: make(x, y) for name, make in SYSTEMS.items()}
     for run in epochs.values():  # compile + warm up
         run()
-    times: dict[str, list[float]] = {name: [] for name in epochs}
-    names = list(epochs)
-    for r in range(args.rounds):  # each round runs every system once, the first one rotating
-        for name in names[r % len(names):] + names[:r % len(names)]:
-            start = time.perf_counter()
-            epochs[name]()
-            times[name].append(time.perf_counter() - start)
+    times = interleaved(epochs, args.rounds)
     base = "hand-written JAX loop"
     print(f"jax {jax.__version__}, {os.cpu_count()} cores; {args.samples} samples, batch {BATCH}; "
           f"medians of {args.rounds} interleaved rounds (ratio: per round, to the JAX loop)")
     print(f"{'system':28s} {'s/epoch':>8s} {'vs JAX loop':>12s}")
+    ratios = median_ratios(times, base)
     for name, samples in times.items():
-        ratio = statistics.median(t / b for t, b in zip(samples, times[base], strict=True))
-        print(f"{name:28s} {statistics.median(samples):8.3f} {ratio:12.3f}")
+        print(f"{name:28s} {statistics.median(samples):8.3f} {ratios[name]:12.3f}")
 
 
 if __name__ == "__main__":

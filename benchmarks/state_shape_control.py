@@ -10,12 +10,12 @@ ratio to raw JAX).
 """
 
 import statistics
-import time
 
 import jax
 import jax.numpy as jnp
 
 import benchmarks.train_step as B
+from benchmarks.timing import interleaved, median_ratios
 
 
 def raw_with_key_and_step(x, y):
@@ -80,16 +80,11 @@ def compute_only(batch_size: int = 512, steps: int = 100, rounds: int = 21) -> d
             return s, carry[1] + m.loss_sum + m.counts.sum()
         return jax.lax.fori_loop(0, steps, body, (s, jnp.zeros(())))[1]
 
-    runs = {"raw JAX+optax": lambda: raw_loop(params, opt.init(params)), "funcnet": lambda: funcnet_loop(state)}
-    times: dict[str, list[float]] = {name: [] for name in runs}
+    runs = {"raw JAX+optax": lambda: raw_loop(params, opt.init(params)).block_until_ready(),
+            "funcnet": lambda: funcnet_loop(state).block_until_ready()}
     for run in runs.values():
-        run().block_until_ready()
-    for _ in range(rounds):
-        for name, run in runs.items():
-            start = time.perf_counter()
-            run().block_until_ready()
-            times[name].append((time.perf_counter() - start) / steps * 1e6)
-    return {name: statistics.median(v) for name, v in times.items()}
+        run()
+    return {name: statistics.median(v) for name, v in interleaved(runs, rounds, 1e6 / steps).items()}
 
 
 def main() -> None:
@@ -100,7 +95,7 @@ def main() -> None:
     B.SYSTEMS = {"raw JAX+optax": B.raw_jax, "raw + key/step": raw_with_key_and_step,
                  "raw dict params": raw_with_dict_params, "funcnet": B.funcnet_step}
     samples = B.step_samples(512, 31, 100)
-    ratios = B.median_ratios(samples, "raw JAX+optax")
+    ratios = median_ratios(samples, "raw JAX+optax")
     for name, v in samples.items():
         print(f"{name:18s} {statistics.median(v):8.1f} µs/step {ratios[name]:6.3f}")
 

@@ -15,6 +15,7 @@ fresh interpreter (import, model build, compile, one step).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -25,6 +26,10 @@ import time
 import jax
 import numpy as np
 import optax
+
+if not __package__:  # run as `python benchmarks/train_step.py`: the repository root is not on sys.path
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks.timing import interleaved, median_ratios  # noqa: E402
 
 SIZES = (784, 128, 64, 10)
 LR = 0.01
@@ -274,20 +279,12 @@ def available(name: str) -> bool:
 
 
 def step_samples(batch_size: int, rounds: int, steps: int) -> dict[str, list[float]]:
-    """µs per step of every system, one sample per round; each round times every system once,
-    starting one system later than the round before (no system always runs first)."""
+    """µs per step of every system, one sample per interleaved round (see ``benchmarks.timing``)."""
     x, y = batch(batch_size)
     runs = {name: make(x, y) for name, make in SYSTEMS.items() if available(name)}
     for run in runs.values():  # compile and warm up
         run(20)
-    names = list(runs)
-    samples: dict[str, list[float]] = {name: [] for name in runs}
-    for r in range(rounds):
-        for name in names[r % len(names):] + names[:r % len(names)]:
-            start = time.perf_counter()
-            runs[name](steps)
-            samples[name].append((time.perf_counter() - start) / steps * 1e6)
-    return samples
+    return interleaved({name: functools.partial(run, steps) for name, run in runs.items()}, rounds, 1e6 / steps)
 
 
 def step_samples_in_processes(batch_size: int, rounds: int, steps: int, processes: int) -> dict[str, list[float]]:
@@ -305,16 +302,6 @@ def step_samples_in_processes(batch_size: int, rounds: int, steps: int, processe
         for name, v in json.loads(out.stdout.strip().splitlines()[-1]).items():
             pooled.setdefault(name, []).extend(v)
     return pooled
-
-
-def median_ratios(samples: dict[str, list[float]], base: str) -> dict[str, float]:
-    """Median over rounds of each system's time divided by ``base``'s time in the same round.
-
-    Pairing within a round cancels the slow drifts of a shared machine (another job starting,
-    clock changes) that a ratio of two separate medians keeps.
-    """
-    return {name: statistics.median(t / b for t, b in zip(v, samples[base], strict=True))
-            for name, v in samples.items()}
 
 
 def step_times(batch_size: int, rounds: int, steps: int) -> dict[str, float]:
