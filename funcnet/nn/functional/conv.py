@@ -84,6 +84,27 @@ def _conv_padding(padding: str | IntOrTuple, n: int, stride: tuple[int, ...], ke
     return [(p, p) for p in _ntuple(padding, n, "padding")]
 
 
+def _conv_with_bias(n: int, x: jax.Array, weight: jax.Array, bias: jax.Array | None, batched: bool,
+                    pads: Any, window_strides: tuple[int, ...], lhs_dilation: tuple[int, ...],
+                    rhs_dilation: tuple[int, ...], groups: int) -> jax.Array:
+    """The one ``lax.conv_general_dilated`` (NC*-layout, grouped) every convolution lowers to,
+    plus the bias over the channel axis; drops the batch axis again for unbatched input."""
+    dtype = _common_dtype(x, weight, bias)
+    y = lax.conv_general_dilated(
+        x.astype(dtype),
+        weight.astype(dtype),
+        window_strides=window_strides,
+        padding=pads,
+        lhs_dilation=lhs_dilation,
+        rhs_dilation=rhs_dilation,
+        dimension_numbers=_dimension_numbers(n),
+        feature_group_count=groups,
+    )
+    if bias is not None:
+        y = y + bias.astype(dtype).reshape((1, -1) + (1,) * n)
+    return y if batched else y[0]
+
+
 def _convnd(n: int, name: str, input: jax.Array, weight: jax.Array, bias: jax.Array | None,
             stride: IntOrTuple, padding: str | IntOrTuple, dilation: IntOrTuple, groups: int) -> jax.Array:
     x, batched = _batched(input, n, name)
@@ -105,19 +126,7 @@ def _convnd(n: int, name: str, input: jax.Array, weight: jax.Array, bias: jax.Ar
     kernel = weight.shape[2:]
     pads = _conv_padding(padding, n, stride_t, kernel, dilation_t)
     _check_output_size(name, x.shape[2:], pads, kernel, dilation_t)
-    dtype = _common_dtype(x, weight, bias)
-    y = lax.conv_general_dilated(
-        x.astype(dtype),
-        weight.astype(dtype),
-        window_strides=stride_t,
-        padding=pads,
-        rhs_dilation=dilation_t,
-        dimension_numbers=_dimension_numbers(n),
-        feature_group_count=groups,
-    )
-    if bias is not None:
-        y = y + bias.astype(dtype).reshape((1, -1) + (1,) * n)
-    return y if batched else y[0]
+    return _conv_with_bias(n, x, weight, bias, batched, pads, stride_t, (1,) * n, dilation_t, groups)
 
 
 def conv1d(input: jax.Array, weight: jax.Array, bias: jax.Array | None = None, stride: IntOrTuple = 1,
@@ -193,20 +202,7 @@ def _conv_transposend(n: int, name: str, input: jax.Array, weight: jax.Array, bi
     ]
     if any(o <= 0 for o in out_size):
         raise ValueError(f"{name}: output size {tuple(out_size)} is too small for input {tuple(input.shape)}")
-    dtype = _common_dtype(x, weight, bias)
-    y = lax.conv_general_dilated(
-        x.astype(dtype),
-        w.astype(dtype),
-        window_strides=(1,) * n,
-        padding=pads,
-        lhs_dilation=stride_t,
-        rhs_dilation=dilation_t,
-        dimension_numbers=_dimension_numbers(n),
-        feature_group_count=groups,
-    )
-    if bias is not None:
-        y = y + bias.astype(dtype).reshape((1, -1) + (1,) * n)
-    return y if batched else y[0]
+    return _conv_with_bias(n, x, w, bias, batched, pads, (1,) * n, stride_t, dilation_t, groups)
 
 
 def conv_transpose1d(input: jax.Array, weight: jax.Array, bias: jax.Array | None = None,
