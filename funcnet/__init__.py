@@ -16,7 +16,7 @@ from funcnet.tensor import arange, argmax, cat, flatten, manual_seed, ones, stac
 __version__ = "0.1.0"
 
 _SUBPACKAGES = {
-    "nn", "optim", "utils", "data", "datasets", "train", "parallel", "distributed",
+    "backends", "nn", "optim", "utils", "data", "datasets", "train", "parallel", "distributed",
     "vision", "quantization", "interop", "checkpoint", "serialization",
 }
 # Top-level names that live in a subpackage: name -> (module, attribute).

@@ -2,17 +2,52 @@
 
 Layouts are torch's: inputs ``[N, C, *spatial]`` (or unbatched ``[C, *spatial]``),
 weights ``[out, in/groups, *k]`` for convolutions and ``[in, out/groups, *k]`` for
-transposed convolutions. Everything lowers to one ``lax.conv_general_dilated``.
-Hyper-parameters (stride, padding, ...) are Python ints/tuples: static under ``jit``.
+transposed convolutions. Hyper-parameters (stride, padding, ...) are Python ints/tuples:
+static under ``jit``.
+
+Lowerings (``conv_lowering`` says which one a shape gets; ``funcnet.backends`` forces one):
+
+- ``"xla"``: one ``lax.conv_general_dilated`` (transposed: of the stride-dilated input with
+  the flipped kernel). cuDNN on GPU — the default on every backend but CPU.
+- ``"patches"``: im2col from strided slices + one (per-group batched) matmul. Its autodiff
+  backward is matmuls plus pads/adds (col2im), never an XLA convolution.
+- ``"depthwise"`` (``groups == C_in``, one input channel per group): a sum of shifted,
+  per-channel-scaled copies of the input, which XLA fuses into one elementwise loop.
+- ``"col2im"`` (transposed): one matmul, then each kernel offset's column placed by an
+  interior-padded ``lax.pad`` and summed: no multiplications by inserted zeros.
+
+The CPU rule (``impl="auto"``), measured on a shared 2-core x86 (jax 0.10.2; forward +
+backward of every conv shape in ResNet-18/50, MobileNetV2, EfficientNet-B0 at batch 16,
+3×64×64, ``benchmarks/conv_layers.py --impls xla matmul --no-torch``; time with the
+matmul formulation / time with XLA's convolution, medians of per-round ratios):
+
+==========================================  =========================  ===============
+shape family                                 patches-or-other / XLA     rule picks
+==========================================  =========================  ===============
+depthwise 3×3 / 5×5 (every size)             0.02–0.30 (XLA: C_in       depthwise
+                                             tiny convolutions)
+grouped 3×3, 32 groups (ResNeXt-like)        0.003–0.02                 patches
+transposed 2×2…4×4, stride 2                 0.2–1.0                    col2im
+1×1 (pointwise, any stride)                  0.33–1.0 (median ≈ 0.67)   patches
+3×3, outputs 2×2 (512→512, 256→512/2 ...)    0.03–0.06 (XLA 0.4–2 s)    patches
+3×3, outputs 4×4 (256→256, 256→256/2)        0.9–1.13                   xla
+3×3, outputs ≥ 8×8 (64→64 at 16×16 ...)      1.2–1.7                    xla
+stem 7×7/2, 3 channels at 64×64              3.6                        xla
+==========================================  =========================  ===============
+
+So on CPU: transposed → col2im; depthwise → depthwise; grouped or 1×1 → patches; other
+kernels → patches when the output has fewer than 16 positions per image, else XLA.
 
 Differences from torch: mixed input/weight dtypes are promoted (torch raises); the
-precision is JAX's default for float32 convolutions (exact on CPU; on GPUs XLA may use
-TF32, as torch's cuDNN does by default — set ``jax_default_matmul_precision`` to
+precision is JAX's default for float32 convolutions and matmuls (exact on CPU; on GPUs XLA
+may use TF32, as torch's cuDNN does by default — set ``jax_default_matmul_precision`` to
 ``'highest'`` for full float32).
 """
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,6 +55,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+
+from funcnet import backends
 
 IntOrTuple = int | Sequence[int]
 
@@ -84,22 +121,160 @@ def _conv_padding(padding: str | IntOrTuple, n: int, stride: tuple[int, ...], ke
     return [(p, p) for p in _ntuple(padding, n, "padding")]
 
 
-def _conv_with_bias(n: int, x: jax.Array, weight: jax.Array, bias: jax.Array | None, batched: bool,
-                    pads: Any, window_strides: tuple[int, ...], lhs_dilation: tuple[int, ...],
-                    rhs_dilation: tuple[int, ...], groups: int) -> jax.Array:
-    """The one ``lax.conv_general_dilated`` (NC*-layout, grouped) every convolution lowers to,
-    plus the bias over the channel axis; drops the batch axis again for unbatched input."""
-    dtype = _common_dtype(x, weight, bias)
-    y = lax.conv_general_dilated(
-        x.astype(dtype),
-        weight.astype(dtype),
-        window_strides=window_strides,
-        padding=pads,
-        lhs_dilation=lhs_dilation,
-        rhs_dilation=rhs_dilation,
-        dimension_numbers=_dimension_numbers(n),
-        feature_group_count=groups,
+def _xla_conv(n: int, x: jax.Array, weight: jax.Array, pads: Any, window_strides: tuple[int, ...],
+              lhs_dilation: tuple[int, ...], rhs_dilation: tuple[int, ...], groups: int) -> jax.Array:
+    """XLA's convolution (NC*-layout, grouped): cuDNN on GPU, XLA:CPU's own algorithm on CPU."""
+    return lax.conv_general_dilated(
+        x, weight, window_strides=window_strides, padding=pads, lhs_dilation=lhs_dilation,
+        rhs_dilation=rhs_dilation, dimension_numbers=_dimension_numbers(n), feature_group_count=groups,
     )
+
+
+def _shifted_windows(x: jax.Array, kernel: Sequence[int], stride: Sequence[int], dilation: Sequence[int],
+                     out: Sequence[int]) -> list[jax.Array]:
+    """One strided slice ``[N, C, *out]`` of the padded input ``x`` per kernel offset (row-major):
+    slice ``k`` holds, for every output position, the input the kernel's element ``k`` sees."""
+    windows = []
+    for offset in itertools.product(*(range(k) for k in kernel)):
+        start = [o * d for o, d in zip(offset, dilation, strict=True)]
+        limit = [b + (o - 1) * s + 1 for b, o, s in zip(start, out, stride, strict=True)]
+        windows.append(lax.slice(x, [0, 0, *start], [*x.shape[:2], *limit], [1, 1, *stride]))
+    return windows
+
+
+def _out_size(in_size: Sequence[int], pads: Sequence[tuple[int, int]], kernel: Sequence[int],
+              stride: Sequence[int], dilation: Sequence[int]) -> list[int]:
+    return [(i + lo + hi - d * (k - 1) - 1) // s + 1
+            for i, (lo, hi), k, s, d in zip(in_size, pads, kernel, stride, dilation, strict=True)]
+
+
+def _patches_conv(n: int, x: jax.Array, weight: jax.Array, pads: Any, stride: tuple[int, ...],
+                  dilation: tuple[int, ...], groups: int) -> jax.Array:
+    """Convolution as im2col + one (per-group batched) matmul: the shifted windows stacked into
+    patches ``[N, G, C/G, K, *out]`` contracted with the weight ``[G, O/G, C/G, K]``.
+
+    Built from pads, strided slices and ``einsum`` only, so autodiff's backward is matmuls too
+    (dW = patchesᵀ·dY, dX = col2im of W·dY as pads and adds), never an XLA convolution."""
+    kernel = weight.shape[2:]
+    out = _out_size(x.shape[2:], pads, kernel, stride, dilation)
+    x = lax.pad(x, np.zeros((), x.dtype), [(0, 0, 0), (0, 0, 0)] + [(lo, hi, 0) for lo, hi in pads])
+    batch, channels = x.shape[:2]
+    k = math.prod(kernel)
+    if k == 1:
+        patches = _shifted_windows(x, kernel, stride, dilation, out)[0][:, :, None]
+    else:
+        patches = jnp.stack(_shifted_windows(x, kernel, stride, dilation, out), axis=2)
+    patches = patches.reshape((batch, groups, channels // groups, k, *out))
+    w = weight.reshape((groups, weight.shape[0] // groups, channels // groups, k))
+    spatial = "xyz"[:n]
+    y = jnp.einsum(f"ngck{spatial},gock->ngo{spatial}", patches, w)
+    return y.reshape((batch, weight.shape[0], *out))
+
+
+def _depthwise_conv(n: int, x: jax.Array, weight: jax.Array, pads: Any, stride: tuple[int, ...],
+                    dilation: tuple[int, ...], groups: int) -> jax.Array:
+    """Depthwise convolution (``groups == C_in``, weight ``[C_in·m, 1, *k]``) as a sum of
+    shifted, per-channel-scaled copies of the input: elementwise multiply-adds that XLA fuses
+    into one loop (forward and backward), where a grouped convolution would be C_in tiny ones."""
+    kernel = weight.shape[2:]
+    out = _out_size(x.shape[2:], pads, kernel, stride, dilation)
+    x = lax.pad(x, np.zeros((), x.dtype), [(0, 0, 0), (0, 0, 0)] + [(lo, hi, 0) for lo, hi in pads])
+    batch, channels = x.shape[:2]
+    multiplier = weight.shape[0] // groups
+    w = weight.reshape((channels, multiplier, math.prod(kernel)) + (1,) * n)
+    y = None
+    for i, window in enumerate(_shifted_windows(x, kernel, stride, dilation, out)):
+        term = window[:, :, None] * w[None, :, :, i]
+        y = term if y is None else y + term
+    return y.reshape((batch, weight.shape[0], *out))
+
+
+def _col2im_conv_transpose(n: int, x: jax.Array, weight: jax.Array, padding: tuple[int, ...],
+                           output_padding: tuple[int, ...], stride: tuple[int, ...],
+                           dilation: tuple[int, ...], groups: int) -> jax.Array:
+    """Transposed convolution as one (per-group batched) matmul + col2im: every input position
+    times the weight gives a ``K``-element column ``[N, C_out, K, *in]``; column element ``k``
+    of input position ``i`` lands on output ``i·s + k·d − p`` — one interior-padded (stride
+    − 1 zeros between elements) placement per kernel offset, summed. No stride-dilated input,
+    so no multiplications by inserted zeros."""
+    batch, c_in = x.shape[:2]
+    kernel = weight.shape[2:]
+    in_size = x.shape[2:]
+    out_per_group = weight.shape[1]
+    k = math.prod(kernel)
+    xg = x.reshape((batch, groups, c_in // groups, *in_size))
+    w = weight.reshape((groups, c_in // groups, out_per_group, k))
+    spatial = "xyz"[:n]
+    cols = jnp.einsum(f"ngc{spatial},gcok->ngok{spatial}", xg, w)
+    cols = cols.reshape((batch, groups * out_per_group, k, *in_size))
+    out = [(i - 1) * s - 2 * p + d * (kk - 1) + op + 1
+           for i, s, p, d, kk, op in zip(in_size, stride, padding, dilation, kernel, output_padding, strict=True)]
+    y = None
+    zero = np.zeros((), cols.dtype)
+    for idx, offset in enumerate(itertools.product(*(range(kk) for kk in kernel))):
+        config = [(0, 0, 0), (0, 0, 0)]
+        for o, i, s, p, d, size in zip(offset, in_size, stride, padding, dilation, out, strict=True):
+            lo = o * d - p
+            config.append((lo, size - lo - ((i - 1) * s + 1), s - 1))
+        placed = lax.pad(cols[:, :, idx], zero, config)
+        y = placed if y is None else y + placed
+    return y
+
+
+# XLA:CPU's dense convolution with a spatial kernel is fast on large maps and 10-300x slow on
+# tiny ones (2x2 outputs); at 4x4 outputs the two are even (see the module docstring).
+_CPU_PATCHES_BELOW_POSITIONS = 16
+
+
+def conv_lowering(input_shape: Sequence[int], weight_shape: Sequence[int], stride: IntOrTuple = 1,
+                  padding: str | IntOrTuple = 0, dilation: IntOrTuple = 1, groups: int = 1,
+                  transposed: bool = False, backend: str | None = None, impl: str | None = None) -> str:
+    """Which lowering ``F.conv{n}d`` (``transposed=True``: ``F.conv_transpose{n}d``) gets for
+    these shapes and hyper-parameters: ``"xla"`` (``lax.conv_general_dilated``), ``"patches"``
+    (im2col + matmul), ``"depthwise"`` (shifted multiply-adds) or ``"col2im"`` (matmul +
+    col2im, transposed only).
+
+    ``input_shape`` is batched ``[N, C, *spatial]``; ``backend`` defaults to
+    ``jax.default_backend()``, ``impl`` to ``funcnet.backends.get_conv_impl()``.
+    """
+    n = len(weight_shape) - 2
+    impl = backends.get_conv_impl() if impl is None else backends._checked(impl, "conv_lowering")
+    if impl == "xla":
+        return "xla"
+    if impl == "auto" and (backend or jax.default_backend()) != "cpu":
+        return "xla"  # cuDNN / the TPU convolution units: the fast path there
+    if transposed:
+        return "col2im"
+    if groups > 1 and weight_shape[1] == 1:
+        return "depthwise"
+    if impl == "matmul" or groups > 1 or all(k == 1 for k in weight_shape[2:]):
+        return "patches"
+    stride_t, dilation_t = _ntuple(stride, n, "stride"), _ntuple(dilation, n, "dilation")
+    if isinstance(padding, str) or isinstance(padding, (int, np.integer)) or not isinstance(padding[0], tuple):
+        pads = _conv_padding(padding, n, stride_t, weight_shape[2:], dilation_t)
+    else:
+        pads = list(padding)  # already (lo, hi) pairs
+    out = _out_size(input_shape[2:], pads, weight_shape[2:], stride_t, dilation_t)
+    return "patches" if math.prod(out) < _CPU_PATCHES_BELOW_POSITIONS else "xla"
+
+
+def _conv_with_bias(n: int, x: jax.Array, weight: jax.Array, bias: jax.Array | None, batched: bool,
+                    pads: Any, stride: tuple[int, ...], dilation: tuple[int, ...], groups: int) -> jax.Array:
+    """The forward convolution in the lowering ``conv_lowering`` picks, plus the bias over the
+    channel axis; drops the batch axis again for unbatched input."""
+    dtype = _common_dtype(x, weight, bias)
+    x, weight = x.astype(dtype), weight.astype(dtype)
+    lowering = conv_lowering(x.shape, weight.shape, stride, pads, dilation, groups)
+    if lowering == "patches":
+        y = _patches_conv(n, x, weight, pads, stride, dilation, groups)
+    elif lowering == "depthwise":
+        y = _depthwise_conv(n, x, weight, pads, stride, dilation, groups)
+    else:
+        y = _xla_conv(n, x, weight, pads, stride, (1,) * n, dilation, groups)
+    return _add_bias(n, y, bias, dtype, batched)
+
+
+def _add_bias(n: int, y: jax.Array, bias: jax.Array | None, dtype: Any, batched: bool) -> jax.Array:
     if bias is not None:
         y = y + bias.astype(dtype).reshape((1, -1) + (1,) * n)
     return y if batched else y[0]
@@ -126,7 +301,7 @@ def _convnd(n: int, name: str, input: jax.Array, weight: jax.Array, bias: jax.Ar
     kernel = weight.shape[2:]
     pads = _conv_padding(padding, n, stride_t, kernel, dilation_t)
     _check_output_size(name, x.shape[2:], pads, kernel, dilation_t)
-    return _conv_with_bias(n, x, weight, bias, batched, pads, stride_t, (1,) * n, dilation_t, groups)
+    return _conv_with_bias(n, x, weight, bias, batched, pads, stride_t, dilation_t, groups)
 
 
 def conv1d(input: jax.Array, weight: jax.Array, bias: jax.Array | None = None, stride: IntOrTuple = 1,
@@ -185,15 +360,6 @@ def _conv_transposend(n: int, name: str, input: jax.Array, weight: jax.Array, bi
                 f"{name}: output padding must be smaller than either stride or dilation, "
                 f"but got output_padding={out_pad_t}, stride={stride_t}, dilation={dilation_t}"
             )
-    # A transposed convolution is the convolution of the stride-dilated input with the
-    # spatially flipped kernel whose in/out axes are swapped within each group.
-    w = weight.reshape((groups, in_channels // groups, out_per_group) + tuple(kernel))
-    w = jnp.swapaxes(w, 1, 2).reshape((groups * out_per_group, in_channels // groups) + tuple(kernel))
-    w = jnp.flip(w, axis=tuple(range(2, n + 2)))
-    pads = [
-        (d * (k - 1) - p, d * (k - 1) - p + op)
-        for k, d, p, op in zip(kernel, dilation_t, padding_t, out_pad_t, strict=True)
-    ]
     out_size = [
         (i - 1) * s - 2 * p + d * (k - 1) + op + 1
         for i, s, p, d, k, op in zip(
@@ -202,7 +368,23 @@ def _conv_transposend(n: int, name: str, input: jax.Array, weight: jax.Array, bi
     ]
     if any(o <= 0 for o in out_size):
         raise ValueError(f"{name}: output size {tuple(out_size)} is too small for input {tuple(input.shape)}")
-    return _conv_with_bias(n, x, w, bias, batched, pads, (1,) * n, stride_t, dilation_t, groups)
+    dtype = _common_dtype(x, weight, bias)
+    x, weight = x.astype(dtype), weight.astype(dtype)
+    lowering = conv_lowering(x.shape, weight.shape, stride_t, padding_t, dilation_t, groups, transposed=True)
+    if lowering == "col2im":
+        y = _col2im_conv_transpose(n, x, weight, padding_t, out_pad_t, stride_t, dilation_t, groups)
+        return _add_bias(n, y, bias, dtype, batched)
+    # XLA: the convolution of the stride-dilated input with the spatially flipped kernel
+    # whose in/out axes are swapped within each group.
+    w = weight.reshape((groups, in_channels // groups, out_per_group) + tuple(kernel))
+    w = jnp.swapaxes(w, 1, 2).reshape((groups * out_per_group, in_channels // groups) + tuple(kernel))
+    w = jnp.flip(w, axis=tuple(range(2, n + 2)))
+    pads = [
+        (d * (k - 1) - p, d * (k - 1) - p + op)
+        for k, d, p, op in zip(kernel, dilation_t, padding_t, out_pad_t, strict=True)
+    ]
+    y = _xla_conv(n, x, w, pads, (1,) * n, stride_t, dilation_t, groups)
+    return _add_bias(n, y, bias, dtype, batched)
 
 
 def conv_transpose1d(input: jax.Array, weight: jax.Array, bias: jax.Array | None = None,
