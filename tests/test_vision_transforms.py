@@ -277,5 +277,8 @@ def test_standard_imagenet_pipeline_matches_torchvision_pipeline(TF):
     ref = TF.resized_crop(pil, i, j, h, w, [32, 32])
     ref = TF.hflip(ref) if flip else ref
     ref = TF.normalize(TF.to_tensor(ref), mean, std).numpy()
-    np.testing.assert_allclose(ours(pil, np.random.default_rng(11)), ref, atol=1e-6)
+    np.testing.assert_array_equal(ours(pil, np.random.default_rng(11)), ref)  # same float32 arithmetic
     assert math.isfinite(float(ref.sum()))
+    x = np.ones((5, 6, 1), np.float32)  # a float input must not be normalized in place
+    T.Compose([T.ToTensor(), T.Normalize([0.5], [0.5])])(x)
+    np.testing.assert_array_equal(x, 1.0)

@@ -114,10 +114,10 @@ def to_tensor(pic: Any) -> np.ndarray:
         raise TypeError(f"to_tensor: pic should be a PIL image or a numpy array, got {type(pic).__name__}")
     if arr.ndim == 2:
         arr = arr[:, :, None]
-    chw = np.ascontiguousarray(arr.transpose(2, 0, 1))
-    if chw.dtype == np.uint8:
-        return chw.astype(np.float32) / np.float32(255)
-    return chw
+    chw = arr.transpose(2, 0, 1)
+    if chw.dtype == np.uint8:  # one pass: cast and scale into a C-contiguous [C, H, W] (same bits as two)
+        return np.divide(chw, np.float32(255), out=np.empty(chw.shape, np.float32), dtype=np.float32)
+    return np.ascontiguousarray(chw)
 
 
 def pil_to_tensor(pic: Any) -> np.ndarray:
@@ -155,11 +155,9 @@ def normalize(tensor: np.ndarray, mean: Sequence[float], std: Sequence[float], i
                          f"division by zero.")
     mean = mean.reshape(-1, 1, 1) if mean.ndim == 1 else mean
     std = std.reshape(-1, 1, 1) if std.ndim == 1 else std
-    if inplace:
-        tensor -= mean
-        tensor /= std
-        return tensor
-    return (tensor - mean) / std
+    out = tensor if inplace else np.empty_like(tensor)
+    np.subtract(tensor, mean, out=out)
+    return np.divide(out, std, out=out)
 
 
 # ---------------------------------------------------------------------------------- geometry

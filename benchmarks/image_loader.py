@@ -1,0 +1,189 @@
+"""Images/s of a folder of JPEGs through decoding + augmentation, funcnet vs torch, side by side.
+
+A folder of ``--files`` 256×256 JPEGs in 10 class folders (generated once into ``--root``, default a
+temp dir) is read with ``RandomResizedCrop(224) + RandomHorizontalFlip + ToTensor + Normalize``,
+batch 64:
+
+  * funcnet ``DataLoader(ImageFolder(...))`` with ``num_workers`` 0, 2 threads, 2 processes,
+  * torch ``DataLoader(torchvision ImageFolder(...))`` with ``num_workers`` 0 and 2 (torchvision
+    0.28's own dataset and transforms from its wheel, run in torch's workers).
+
+Worker pools are persistent and warmed up before timing (start-up is reported separately); every
+round runs every system for one epoch, the first system rotating, and ratios are taken within a
+round. Then the seed CNN (``examples/cnn.py``'s ``Net``, 3 input channels, 224×224) trains from the
+funcnet loader: the share of each step's wall time spent waiting for the next batch, once warm.
+
+    python -m benchmarks.image_loader [--files 2000] [--rounds 3] [--steps 6] [--root DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+from benchmarks.timing import interleaved, median_ratios
+
+MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+BATCH = 64
+
+
+def make_folder(root: str, files: int, side: int = 256, classes: int = 10) -> str:
+    """``files`` JPEGs (quality 90) of smooth random colour fields plus noise, in ``classes`` folders."""
+    from PIL import Image
+
+    marker = os.path.join(root, f".complete-{files}-{side}")
+    if os.path.exists(marker):
+        return root
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:side, 0:side].astype(np.float32) / side
+    for i in range(files):
+        c = i % classes
+        os.makedirs(os.path.join(root, f"class{c:02d}"), exist_ok=True)
+        f = rng.uniform(1, 6, 3)
+        phase = rng.uniform(0, 6.3, 3)
+        img = np.stack([127 + 90 * np.sin(2 * np.pi * (f[k] * xx + (k + 1) * yy) + phase[k]) for k in range(3)], -1)
+        img += rng.normal(0, 12, img.shape)
+        Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(
+            os.path.join(root, f"class{c:02d}", f"{i:05d}.jpg"), quality=90)
+    open(marker, "w").close()
+    return root
+
+
+def funcnet_loader(root: str, workers: int, mode: str):
+    from funcnet.datasets import ImageFolder
+    from funcnet.utils.data import DataLoader
+    from funcnet.vision import transforms as T
+
+    tf = T.Compose([T.RandomResizedCrop(224), T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(MEAN, STD)])
+    kw = dict(num_workers=workers, worker_mode=mode, persistent_workers=mode == "process") if workers else {}
+    return DataLoader(ImageFolder(root, tf), batch_size=BATCH, shuffle=True, seed=0, **kw)
+
+
+def torch_loader(root: str, workers: int):
+    import torch
+
+    from tests.torchvision_wheel import import_torchvision
+
+    folder = import_torchvision("torchvision.datasets.folder")
+    TT = import_torchvision("torchvision.transforms")
+    tf = TT.Compose([TT.RandomResizedCrop(224), TT.RandomHorizontalFlip(), TT.ToTensor(), TT.Normalize(MEAN, STD)])
+    # forkserver, not torch's default fork: this process has JAX loaded (jax #9190); same as funcnet's.
+    kw = dict(num_workers=workers, persistent_workers=True, multiprocessing_context="forkserver") if workers else {}
+    return torch.utils.data.DataLoader(folder.ImageFolder(root, tf), batch_size=BATCH, shuffle=True, **kw)
+
+
+def epoch(loader) -> int:
+    n = 0
+    for x, _ in loader:
+        n += len(x)
+    return n
+
+
+def warm(loader) -> float:
+    """Start the workers and fill their pipelines: seconds to the first batch."""
+    start = time.perf_counter()
+    it = iter(loader)
+    next(it)
+    elapsed = time.perf_counter() - start
+    for _ in it:
+        pass
+    return elapsed
+
+
+def train_wait_fraction(root: str, steps: int, workers: int, mode: str) -> tuple[float, float, float]:
+    """The seed CNN trained from the funcnet loader: (median step s, median wait s, wait share of
+    total time) over the steps after the first two (compilation, pipeline fill)."""
+    import jax
+
+    import funcnet
+    import funcnet.nn as nn
+    import funcnet.optim as optim
+    from examples.cnn import Net
+    from funcnet.train import TrainState, make_train_step
+
+    model = Net(224)
+    model.conv1 = nn.Conv2d(3, 16, kernel_size=3, padding=1)  # RGB input
+    optimizer = optim.SGD(lr=0.01, momentum=0.9)
+    state = TrainState.create(model, optimizer, funcnet.manual_seed(0))
+    step = make_train_step(model, nn.CrossEntropyLoss(), optimizer)
+    loader = funcnet_loader(root, workers, mode)
+    waits, totals = [], []
+    it = iter(loader)
+    while len(totals) < steps + 2:
+        t0 = time.perf_counter()
+        try:
+            x, y = next(it)
+        except StopIteration:
+            it = iter(loader)
+            x, y = next(it)
+        t1 = time.perf_counter()
+        state, _ = step(state, (x, y.astype(np.int32)))
+        jax.block_until_ready(state)
+        t2 = time.perf_counter()
+        waits.append(t1 - t0)
+        totals.append(t2 - t0)
+    if hasattr(loader, "shutdown_workers"):
+        loader.shutdown_workers()
+    w, t = waits[2:], totals[2:]
+    return statistics.median(t), statistics.median(w), sum(w) / sum(t)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--files", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=6, help="timed CNN steps (0: skip the training loop)")
+    parser.add_argument("--root", default=None, help="image folder (generated if missing)")
+    parser.add_argument("--only", default=None, help="comma-separated system names to time")
+    args = parser.parse_args()
+    sys.path.insert(0, os.getcwd())  # tests.torchvision_wheel, examples.cnn
+    import torch
+
+    torch.set_num_threads(1)  # as in torch's own workers; its default intra-op threads thrash on 2 shared cores
+    root = make_folder(args.root or os.path.join(tempfile.gettempdir(), f"funcnet-bench-jpegs-{args.files}"),
+                       args.files)
+    print(f"folder: {root} ({args.files} JPEGs 256x256), batch {BATCH}, cpus {os.cpu_count()}, "
+          f"load {os.getloadavg()[0]:.1f}")
+
+    loaders = {
+        "torch workers=0": torch_loader(root, 0),
+        "torch workers=2 (processes)": torch_loader(root, 2),
+        "funcnet workers=0": funcnet_loader(root, 0, "thread"),
+        "funcnet workers=2 threads": funcnet_loader(root, 2, "thread"),
+        "funcnet workers=2 processes": funcnet_loader(root, 2, "process"),
+    }
+    if args.only:
+        keep = args.only.split(",")
+        loaders = {k: v for k, v in loaders.items() if any(s in k for s in keep)}
+    for name, loader in loaders.items():
+        print(f"warm-up {name}: first batch after {warm(loader):.2f} s")
+    samples = interleaved({k: (lambda ld=ld: epoch(ld)) for k, ld in loaders.items()}, args.rounds,
+                          scale=1.0 / args.files)
+    base_torch = {"0": "torch workers=0", "2": "torch workers=2 (processes)"}
+    print(f"\n{'system':32s} {'images/s (median)':>18s} {'per-round':>28s} {'vs torch, equal workers':>24s}")
+    for name, per_image in samples.items():
+        rates = [1.0 / s for s in per_image]
+        base = base_torch["0" if "=0" in name else "2"]
+        ratio = median_ratios({name: per_image, base: samples[base]}, name)[base] if base in samples else float("nan")
+        print(f"{name:32s} {statistics.median(rates):18.0f} {' '.join(f'{r:6.0f}' for r in rates):>28s} "
+              f"{ratio:23.2f}x")
+    for loader in loaders.values():
+        if hasattr(loader, "shutdown_workers"):
+            loader.shutdown_workers()
+    del loaders
+
+    if args.steps:
+        for workers, mode in [(2, "process")]:
+            step_s, wait_s, share = train_wait_fraction(root, args.steps, workers, mode)
+            print(f"seed CNN (3x224x224, batch {BATCH}) fed by funcnet workers={workers} {mode}: step {step_s:.3f} s, "
+                  f"wait {wait_s * 1e3:.1f} ms (median), waiting {share:.1%} of step time")
+
+
+if __name__ == "__main__":
+    main()
