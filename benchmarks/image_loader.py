@@ -6,7 +6,9 @@ batch 64:
 
   * funcnet ``DataLoader(ImageFolder(...))`` with ``num_workers`` 0, 2 threads, 2 processes,
   * torch ``DataLoader(torchvision ImageFolder(...))`` with ``num_workers`` 0 and 2 (torchvision
-    0.28's own dataset and transforms from its wheel, run in torch's workers).
+    0.28's own dataset and transforms from its wheel, run in torch's workers),
+  * Grain (if installed): funcnet's ImageFolder and transforms in ``grain.MapDataset`` +
+    ``mp_prefetch`` with 2 worker processes.
 
 Worker pools are persistent and warmed up before timing (start-up is reported separately); every
 round runs every system for one epoch, the first system rotating, and ratios are taken within a
@@ -76,6 +78,32 @@ def torch_loader(root: str, workers: int):
     # forkserver, not torch's default fork: this process has JAX loaded (jax #9190); same as funcnet's.
     kw = dict(num_workers=workers, persistent_workers=True, multiprocessing_context="forkserver") if workers else {}
     return torch.utils.data.DataLoader(folder.ImageFolder(root, tf), batch_size=BATCH, shuffle=True, **kw)
+
+
+class GrainStream:
+    """Grain over the same folder: funcnet's ImageFolder as the source, its transforms through
+    :class:`~funcnet.utils.data.grain_interop.GrainRandomMap`, ``mp_prefetch`` with 2 worker
+    processes. One endless (``repeat``) iterator, so its workers persist like the others'."""
+
+    def __init__(self, root: str, workers: int) -> None:
+        import grain
+        from absl import flags
+
+        from funcnet.datasets import ImageFolder
+        from funcnet.utils.data.grain_interop import GrainRandomMap
+        from funcnet.vision import transforms as T
+
+        flags.FLAGS.mark_as_parsed()  # grain reads absl flags in its workers
+        tf = T.Compose([T.RandomResizedCrop(224), T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(MEAN, STD)])
+        folder = ImageFolder(root, tf)
+        self.batches_per_epoch = len(folder) // BATCH + (len(folder) % BATCH > 0)
+        ds = (grain.MapDataset.range(len(folder)).shuffle(seed=0).repeat()
+              .random_map(GrainRandomMap(folder), seed=0).batch(BATCH))
+        self.it = iter(ds.to_iter_dataset().mp_prefetch(grain.MultiprocessingOptions(num_workers=workers)))
+
+    def __iter__(self):
+        for _ in range(self.batches_per_epoch):
+            yield next(self.it)
 
 
 def epoch(loader) -> int:
@@ -158,6 +186,12 @@ def main() -> None:
         "funcnet workers=2 threads": funcnet_loader(root, 2, "thread"),
         "funcnet workers=2 processes": funcnet_loader(root, 2, "process"),
     }
+    try:
+        import grain  # noqa: F401
+
+        loaders["grain mp_prefetch 2 processes"] = GrainStream(root, 2)
+    except ImportError:
+        print("grain not installed: pip install 'funcnet[grain]' to include it")
     if args.only:
         keep = args.only.split(",")
         loaders = {k: v for k, v in loaders.items() if any(s in k for s in keep)}
@@ -169,7 +203,7 @@ def main() -> None:
     print(f"\n{'system':32s} {'images/s (median)':>18s} {'per-round':>28s} {'vs torch, equal workers':>24s}")
     for name, per_image in samples.items():
         rates = [1.0 / s for s in per_image]
-        base = base_torch["0" if "=0" in name else "2"]
+        base = base_torch["0" if "=0" in name else "2"]  # grain: vs torch's 2 workers
         ratio = median_ratios({name: per_image, base: samples[base]}, name)[base] if base in samples else float("nan")
         print(f"{name:32s} {statistics.median(rates):18.0f} {' '.join(f'{r:6.0f}' for r in rates):>28s} "
               f"{ratio:23.2f}x")

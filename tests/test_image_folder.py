@@ -142,3 +142,28 @@ def test_augmentation_is_a_function_of_seed_epoch_index(tree):
     assert all(np.array_equal(first[i], a[i][0]) for i in range(len(a)))
     c = ImageFolder(tree, transform=t, seed=4)
     assert not all(np.array_equal(first[i], c[i][0]) for i in range(len(c)))
+
+
+def test_simplejpeg_loader_pixels_equal_pillow(tmp_path):
+    pytest.importorskip("simplejpeg", reason="optional extra funcnet[jpeg] not installed")
+    from funcnet.datasets.folder import pil_loader, simplejpeg_loader
+
+    root, tmp_path = tmp_path, tmp_path / "cls"
+    tmp_path.mkdir()
+    rng = np.random.default_rng(0)
+    img = Image.fromarray(rng.integers(0, 256, (97, 131, 3), dtype=np.uint8))
+    cases = {f"s{sub}.jpg": dict(subsampling=sub, quality=q) for sub, q in [(0, 95), (1, 80), (2, 60)]}
+    for name, kw in cases.items():
+        img.save(tmp_path / name, **kw)
+    img.convert("L").save(tmp_path / "gray.jpg", quality=85)
+    img.save(tmp_path / "prog.jpg", quality=85, progressive=True)
+    img.save(tmp_path / "p.png")
+    for path in sorted(tmp_path.iterdir()):
+        ours, ref = simplejpeg_loader(str(path)), pil_loader(str(path))
+        assert ours.mode == "RGB" and ours.size == ref.size
+        np.testing.assert_array_equal(np.asarray(ours), np.asarray(ref), err_msg=path.name)
+    (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    ds = ImageFolder(str(root), loader=simplejpeg_loader)
+    bad = [p for p, _ in ds.samples].index(str(tmp_path / "bad.jpg"))
+    with pytest.raises(UnreadableFileError, match="bad.jpg"):
+        ds[bad]

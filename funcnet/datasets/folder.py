@@ -101,6 +101,29 @@ def pil_loader(path: str) -> Any:
         return img if img.mode == "RGB" else img.convert("RGB")
 
 
+def simplejpeg_loader(path: str) -> Any:
+    """Like :func:`pil_loader`, but JPEG files are decoded by libjpeg-turbo through ``simplejpeg``
+    (``pip install 'funcnet[jpeg]'``), skipping Pillow's file parsing; other formats, and JPEGs
+    simplejpeg declines (CMYK, …), go to Pillow.
+
+    Pixels: identical to Pillow's decode when both use the same libjpeg-turbo (checked by
+    ``tests/test_image_folder.py`` on 4:4:4, 4:2:2, 4:2:0 and grayscale JPEGs with the installed
+    versions); a different libjpeg build may round the IDCT/upsampling differently, so Pillow stays
+    the default loader.
+    """
+    import simplejpeg
+    from PIL import Image
+
+    with open(path, "rb") as f:
+        data = f.read()
+    if data[:2] == b"\xff\xd8":
+        try:
+            return Image.fromarray(simplejpeg.decode_jpeg(data, colorspace="RGB"))
+        except ValueError:
+            pass  # not a baseline/progressive YCbCr/gray JPEG simplejpeg handles: Pillow decides
+    return pil_loader(path)
+
+
 def default_loader(path: str) -> Any:
     """torchvision's default: Pillow, RGB."""
     return pil_loader(path)
@@ -168,11 +191,15 @@ class DatasetFolder(Dataset):
                                       f"{type(e).__name__}: {e}") from e
 
     def __getitem__(self, index: int) -> tuple[Any, Any]:
+        """Sample ``index`` of the current epoch: ``get(index, sample_rng(index))``."""
         n = len(self.samples)
         if not -n <= index < n:
             raise IndexError(f"{type(self).__name__}: index {index} out of range for {n} samples")
-        index = index % n
-        rng = self.sample_rng(index)
+        return self.get(index % n, self.sample_rng(index % n))
+
+    def get(self, index: int, rng: np.random.Generator) -> tuple[Any, Any]:
+        """Sample ``index`` transformed with the generator ``rng`` (e.g. one from Grain's ``random_map``)."""
+        n = len(self.samples)
         source = index
         for _ in range(n):
             try:
