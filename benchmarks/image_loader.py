@@ -57,14 +57,16 @@ def make_folder(root: str, files: int, side: int = 256, classes: int = 10) -> st
     return root
 
 
-def funcnet_loader(root: str, workers: int, mode: str):
+def funcnet_loader(root: str, workers: int, mode: str, jpeg: str = "pillow"):
     from funcnet.datasets import ImageFolder
+    from funcnet.datasets.folder import default_loader, simplejpeg_loader
     from funcnet.utils.data import DataLoader
     from funcnet.vision import transforms as T
 
     tf = T.Compose([T.RandomResizedCrop(224), T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(MEAN, STD)])
     kw = dict(num_workers=workers, worker_mode=mode, persistent_workers=mode == "process") if workers else {}
-    return DataLoader(ImageFolder(root, tf), batch_size=BATCH, shuffle=True, seed=0, **kw)
+    loader = simplejpeg_loader if jpeg == "simplejpeg" else default_loader
+    return DataLoader(ImageFolder(root, tf, loader=loader), batch_size=BATCH, shuffle=True, seed=0, **kw)
 
 
 def torch_loader(root: str, workers: int):
@@ -104,6 +106,34 @@ class GrainStream:
     def __iter__(self):
         for _ in range(self.batches_per_epoch):
             yield next(self.it)
+
+
+def arrays_vs_grain(rounds: int) -> None:
+    """Why funcnet does not wrap Grain: an epoch of 60,000 × 784 float32 in memory, batch 64,
+    shuffled — funcnet's vectorised gather vs Grain's per-record ``MapDataset`` (no workers)."""
+    import grain
+
+    from funcnet.utils.data import DataLoader, TensorDataset
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((60000, 784)).astype(np.float32)
+    y = rng.integers(0, 10, 60000).astype(np.int32)
+
+    class Source:  # a Grain RandomAccessDataSource over the same arrays
+        def __len__(self) -> int:
+            return len(x)
+
+        def __getitem__(self, i: int):
+            return x[i], y[i]
+
+    funcnet_loader = DataLoader(TensorDataset(x, y), batch_size=BATCH, shuffle=True, seed=0)
+    grain_ds = grain.MapDataset.source(Source()).shuffle(seed=0).batch(BATCH)
+    samples = interleaved({"funcnet DataLoader": lambda: epoch(funcnet_loader),
+                           "grain MapDataset": lambda: epoch(grain_ds)}, rounds, scale=1.0 / len(x))
+    ratio = median_ratios(samples, "funcnet DataLoader")["grain MapDataset"]
+    for name, per in samples.items():
+        print(f"in-memory arrays, {name:20s}: {statistics.median([1 / s for s in per]) / 1e3:8.0f} k samples/s")
+    print(f"funcnet / grain throughput (median of per-round ratios): {ratio:.1f}x")
 
 
 def epoch(loader) -> int:
@@ -187,6 +217,12 @@ def main() -> None:
         "funcnet workers=2 processes": funcnet_loader(root, 2, "process"),
     }
     try:
+        import simplejpeg  # noqa: F401
+
+        loaders["funcnet workers=2 processes simplejpeg"] = funcnet_loader(root, 2, "process", "simplejpeg")
+    except ImportError:
+        print("simplejpeg not installed: pip install 'funcnet[jpeg]' to include it")
+    try:
         import grain  # noqa: F401
 
         loaders["grain mp_prefetch 2 processes"] = GrainStream(root, 2)
@@ -211,6 +247,11 @@ def main() -> None:
         if hasattr(loader, "shutdown_workers"):
             loader.shutdown_workers()
     del loaders
+
+    try:
+        arrays_vs_grain(args.rounds)
+    except ImportError:
+        pass
 
     if args.steps:
         for workers, mode in [(2, "process")]:
