@@ -11,11 +11,12 @@ batch 64:
     ``mp_prefetch`` with 2 worker processes.
 
 Worker pools are persistent and warmed up before timing (start-up is reported separately); every
-round runs every system for one epoch, the first system rotating, and ratios are taken within a
-round. Then the seed CNN (``examples/cnn.py``'s ``Net``, 3 input channels, 224×224) trains from the
-funcnet loader: the share of each step's wall time spent waiting for the next batch, once warm.
+round takes ``--batches`` batches from every system (each system's stream runs on through the
+folder's epochs), the first system rotating, and ratios are taken within a round. Then the seed
+CNN (``examples/cnn.py``'s ``Net``, 3 input channels, 224×224) trains from the funcnet loader: the
+share of each step's wall time spent waiting for the next batch, once warm.
 
-    python -m benchmarks.image_loader [--files 2000] [--rounds 3] [--steps 6] [--root DIR]
+    python -m benchmarks.image_loader [--files 2000] [--rounds 9] [--batches 8] [--steps 6] [--root DIR]
 """
 
 from __future__ import annotations
@@ -143,15 +144,14 @@ def epoch(loader) -> int:
     return n
 
 
-def warm(loader) -> float:
-    """Start the workers and fill their pipelines: seconds to the first batch."""
-    start = time.perf_counter()
-    it = iter(loader)
-    next(it)
-    elapsed = time.perf_counter() - start
-    for _ in it:
-        pass
-    return elapsed
+def endless(loader):
+    """The loader's batches, epoch after epoch (each new pass is the next epoch)."""
+    while True:
+        yield from loader
+
+
+def take(stream, batches: int) -> int:
+    return sum(len(next(stream)[0]) for _ in range(batches))
 
 
 def train_wait_fraction(root: str, steps: int, workers: int, mode: str) -> tuple[float, float, float]:
@@ -195,7 +195,8 @@ def train_wait_fraction(root: str, steps: int, workers: int, mode: str) -> tuple
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--files", type=int, default=2000)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--batches", type=int, default=8, help="batches per system per round")
     parser.add_argument("--steps", type=int, default=6, help="timed CNN steps (0: skip the training loop)")
     parser.add_argument("--root", default=None, help="image folder (generated if missing)")
     parser.add_argument("--only", default=None, help="comma-separated system names to time")
@@ -231,18 +232,24 @@ def main() -> None:
     if args.only:
         keep = args.only.split(",")
         loaders = {k: v for k, v in loaders.items() if any(s in k for s in keep)}
-    for name, loader in loaders.items():
-        print(f"warm-up {name}: first batch after {warm(loader):.2f} s")
-    samples = interleaved({k: (lambda ld=ld: epoch(ld)) for k, ld in loaders.items()}, args.rounds,
-                          scale=1.0 / args.files)
+    # A round takes --batches from every system in turn (its stream continues across epochs of the
+    # folder): short slices, many rounds, so the load drift of the shared machine hits systems alike.
+    streams = {k: endless(ld) for k, ld in loaders.items()}
+    for name, stream in streams.items():  # start the workers and fill their pipelines
+        start = time.perf_counter()
+        next(stream)
+        print(f"warm-up {name}: first batch after {time.perf_counter() - start:.2f} s")
+        take(stream, 4)
+    samples = interleaved({k: (lambda st=st: take(st, args.batches)) for k, st in streams.items()}, args.rounds,
+                          scale=1.0 / (args.batches * BATCH))
     base_torch = {"0": "torch workers=0", "2": "torch workers=2 (processes)"}
-    print(f"\n{'system':32s} {'images/s (median)':>18s} {'per-round':>28s} {'vs torch, equal workers':>24s}")
+    print(f"\n{args.rounds} rounds x {args.batches} batches of {BATCH} per system")
+    print(f"{'system':40s} {'images/s (median)':>18s} {'min':>6s} {'max':>6s} {'vs torch, equal workers':>24s}")
     for name, per_image in samples.items():
         rates = [1.0 / s for s in per_image]
         base = base_torch["0" if "=0" in name else "2"]  # grain: vs torch's 2 workers
         ratio = median_ratios({name: per_image, base: samples[base]}, name)[base] if base in samples else float("nan")
-        print(f"{name:32s} {statistics.median(rates):18.0f} {' '.join(f'{r:6.0f}' for r in rates):>28s} "
-              f"{ratio:23.2f}x")
+        print(f"{name:40s} {statistics.median(rates):18.0f} {min(rates):6.0f} {max(rates):6.0f} {ratio:23.2f}x")
     for loader in loaders.values():
         if hasattr(loader, "shutdown_workers"):
             loader.shutdown_workers()
