@@ -193,3 +193,19 @@ def test_persistent_workers_drop_results_of_an_abandoned_pass():
     pool = loader._pool
     loader.shutdown_workers()
     assert not any(p.is_alive() for p in pool.procs) and not shm_files(pool)
+
+
+@pytest.mark.subprocess
+def test_process_workers_with_jax_transform_and_device_placement():
+    import jax
+
+    from funcnet.utils.data import TensorDataset
+    from funcnet.utils.data import transforms as BT
+
+    x = np.random.default_rng(0).standard_normal((20, 1, 4, 4)).astype(np.float32)
+    y = np.arange(20, dtype=np.int32)
+    kw = dict(batch_size=6, shuffle=True, seed=3, transform=BT.PerField(BT.RandomHorizontalFlip()), device=True)
+    want = collect(DataLoader(TensorDataset(x, y), **kw))
+    got = collect(DataLoader(TensorDataset(x, y), num_workers=2, worker_mode="process", **kw))
+    assert all(isinstance(a, jax.Array) for b in got for a in b)
+    assert_same([tuple(map(np.asarray, b)) for b in got], [tuple(map(np.asarray, b)) for b in want])
