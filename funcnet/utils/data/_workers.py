@@ -104,16 +104,52 @@ def _encode(batch: Any, shm_name: str | None) -> tuple:
         specs.append((offset, a.shape, a.dtype.str))
         offset += a.nbytes
     size = max(offset, 1)
-    path = os.path.join(_SHM_DIR, shm_name)
-    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+    with _shm_file(shm_name, size) as mm:
+        for a, (off, shape, dtype) in zip(arrays, specs):
+            np.frombuffer(mm, dtype=dtype, count=a.size, offset=off).reshape(shape)[...] = a
+    return ("shm", shm_name, size, layout, specs)
+
+
+def _shm_file(name: str, size: int) -> mmap.mmap:
+    fd = os.open(os.path.join(_SHM_DIR, name), os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
     try:
         os.ftruncate(fd, size)
-        with mmap.mmap(fd, size) as mm:
-            for a, (off, shape, dtype) in zip(arrays, specs):
-                np.frombuffer(mm, dtype=dtype, count=a.size, offset=off).reshape(shape)[...] = a
+        return mmap.mmap(fd, size)
     finally:
         os.close(fd)
-    return ("shm", shm_name, size, layout, specs)
+
+
+def _collate_into_shm(samples: list, shm_name: str) -> tuple | None:
+    """``default_collate`` of plain-tuple samples (``(image, label)`` from ImageFolder) with the
+    equal-shape array fields stacked straight into the shared-memory file: one write of the batch
+    instead of ``np.stack`` then a copy. ``None`` if the samples have another structure."""
+    if not samples or any(type(x) is not tuple or len(x) != len(samples[0]) for x in samples):
+        return None
+    from funcnet.utils.data.collate import default_collate
+
+    fields = list(zip(*samples))
+    specs, layout, offset, arrays = [], [], 0, []
+    for values in fields:
+        first = values[0]
+        if (isinstance(first, np.ndarray) and first.dtype != object
+                and all(isinstance(v, np.ndarray) and v.shape == first.shape and v.dtype == first.dtype
+                        for v in values)):
+            offset = -(-offset // 64) * 64
+            shape = (len(values), *first.shape)
+            specs.append((offset, shape, first.dtype.str))
+            arrays.append(values)
+            layout.append(("__a", len(specs) - 1))
+            offset += first.nbytes * len(values)
+        else:
+            layout.append(("__o", default_collate(list(values))))
+    if not specs:
+        return None
+    size = max(offset, 1)
+    with _shm_file(shm_name, size) as mm:
+        for values, (off, shape, dtype) in zip(arrays, specs):
+            count = int(np.prod(shape, dtype=np.int64))
+            np.stack(values, out=np.frombuffer(mm, dtype=dtype, count=count, offset=off).reshape(shape))
+    return ("shm", shm_name, size, ("__t", tuple(layout)), specs)
 
 
 def _decode(payload: tuple) -> Any:
@@ -162,8 +198,11 @@ class _WorkerError:
 
 
 # ------------------------------------------------------------------------------ the worker
-def _fetch(dataset: Any, indices: Any, batched: bool, collate_fn: Callable | None, where: list) -> Any:
-    """One batch: ``dataset.__getitems__`` (fast path), ``collate([dataset[i] …])``, or one sample."""
+def _fetch(dataset: Any, indices: Any, batched: bool, collate_fn: Callable | None, where: list,
+           shm_name: str | None = None) -> Any:
+    """One batch: ``dataset.__getitems__`` (fast path), ``collate([dataset[i] …])``, or one sample.
+    With ``shm_name`` and the default collate, the batch may come back already encoded (a
+    ``("shm", …)`` payload, see :func:`_collate_into_shm`)."""
     if not batched:
         where[0] = int(indices)
         return dataset[int(indices)]
@@ -178,8 +217,21 @@ def _fetch(dataset: Any, indices: Any, batched: bool, collate_fn: Callable | Non
     if collate_fn is None:
         from funcnet.utils.data.collate import default_collate
 
+        if shm_name is not None:
+            encoded = _collate_into_shm(samples, shm_name)
+            if encoded is not None:
+                return _Encoded(encoded)
         collate_fn = default_collate
     return collate_fn(samples)
+
+
+class _Encoded:
+    """A batch already written to shared memory by :func:`_collate_into_shm`."""
+
+    __slots__ = ("payload",)
+
+    def __init__(self, payload: tuple) -> None:
+        self.payload = payload
 
 
 def _alive(pid: int) -> bool:
@@ -234,9 +286,9 @@ def _worker_loop(worker_id: int, num_workers: int, dataset: Any, batched: bool, 
             if task_epoch != epoch and hasattr(dataset, "set_epoch"):
                 dataset.set_epoch(task_epoch)
             epoch = task_epoch
-            batch = _fetch(dataset, indices, batched, collate_fn, where)
             name = None if shm_prefix is None else f"{shm_prefix}{worker_id}_{next(counter)}"
-            send((gen, b, "ok", _encode(batch, name)))
+            batch = _fetch(dataset, indices, batched, collate_fn, where, name)
+            send((gen, b, "ok", batch.payload if type(batch) is _Encoded else _encode(batch, name)))
         except BaseException as e:  # noqa: BLE001 - handed to the main process
             what = "sample index" if isinstance(where[0], int) else "sample indices"
             send((gen, b, "err", _WorkerError(
