@@ -12,7 +12,9 @@ batch 64:
 
 Worker pools are persistent and warmed up before timing (start-up is reported separately); every
 round takes ``--batches`` batches from every system (each system's stream runs on through the
-folder's epochs), the first system rotating, and ratios are taken within a round. Then the seed
+folder's epochs), the first system rotating, and ratios are taken within a round. On Linux it also
+reports CPU seconds per image of each 2-worker system (worker processes' ``/proc`` times plus this
+process's own), the cost per image independent of the CPU share a loaded machine grants. Then the seed
 CNN (``examples/cnn.py``'s ``Net``, 3 input channels, 224×224) trains from the funcnet loader: the
 share of each step's wall time spent waiting for the next batch, once warm.
 
@@ -192,6 +194,40 @@ def train_wait_fraction(root: str, steps: int, workers: int, mode: str) -> tuple
     return statistics.median(t), statistics.median(w), sum(w) / sum(t)
 
 
+def cpu_per_image(root: str, batches: int = 12) -> None:
+    """CPU seconds per image of torch's and funcnet's process workers and funcnet's threads (``/proc``
+    times of the worker processes plus this process's own time): what each image costs, apart from
+    the share of the CPU the scheduler grants on a loaded machine."""
+    import resource
+
+    def proc_cpu(pid: int) -> float:
+        fields = open(f"/proc/{pid}/stat").read().split(")")[-1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    for mode in ("torch", "process", "thread"):
+        loader = torch_loader(root, 2) if mode == "torch" else funcnet_loader(root, 2, mode)
+        it = iter(loader)
+        next(it)
+        if mode == "torch":
+            pids = [w.pid for w in loader._iterator._workers]
+        else:
+            pids = [p.pid for p in loader._pool.procs] if mode == "process" else []
+        before = sum(proc_cpu(p) for p in pids)
+        r0 = resource.getrusage(resource.RUSAGE_SELF)
+        start = time.perf_counter()
+        n = take(it, batches)
+        wall = time.perf_counter() - start
+        r1 = resource.getrusage(resource.RUSAGE_SELF)
+        own = r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime
+        used = own + sum(proc_cpu(p) for p in pids) - before
+        name = {"torch": "torch workers=2 processes", "process": "funcnet workers=2 processes",
+                "thread": "funcnet workers=2 threads"}[mode]
+        print(f"{name:28s}: {used / n * 1e3:.2f} ms CPU per image, {n / wall:.0f} images/s, "
+              f"CPU busy {used / wall:.2f} of 2 cores")
+        if mode == "process":
+            loader.shutdown_workers()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--files", type=int, default=2000)
@@ -252,6 +288,8 @@ def main() -> None:
             loader.shutdown_workers()
     del loaders
 
+    if sys.platform.startswith("linux"):
+        cpu_per_image(root)
     try:
         arrays_vs_grain(args.rounds)
     except ImportError:
