@@ -8,6 +8,7 @@ Datasets (:class:`Dataset`, :class:`IterableDataset`, :class:`TensorDataset`, :c
 """
 
 from funcnet.utils.data import transforms
+from funcnet.utils.data._workers import get_worker_info
 from funcnet.utils.data.collate import default_collate
 from funcnet.utils.data.dataloader import DataLoader
 from funcnet.utils.data.dataset import (
@@ -31,5 +32,5 @@ from funcnet.utils.data.sampler import (
 __all__ = [
     "BatchSampler", "ConcatDataset", "DataLoader", "Dataset", "DistributedSampler", "IterableDataset",
     "RandomSampler", "Sampler", "SequentialSampler", "Subset", "SubsetRandomSampler", "TensorDataset",
-    "WeightedRandomSampler", "default_collate", "random_split", "transforms",
+    "WeightedRandomSampler", "default_collate", "get_worker_info", "random_split", "transforms",
 ]

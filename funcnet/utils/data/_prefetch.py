@@ -51,11 +51,12 @@ def _produce(source: Callable[[], Iterable[Any]], q: queue.Queue, stop: threadin
 
 
 def threaded(sources: list[Callable[[], Iterable[Any]]], buffer: int, name: str,
-             threads_out: list | None = None) -> Iterator[Any]:
+             threads_out: list | None = None, timeout: float = 0) -> Iterator[Any]:
     """Yield ``source_0[0], source_1[0], …, source_{W-1}[0], source_0[1], …`` until a source ends.
 
     ``sources[w]()`` is run in thread ``w``; each thread buffers at most ``buffer`` items ahead.
-    ``threads_out`` (a list) receives the started threads, for tests and ``join``.
+    ``threads_out`` (a list) receives the started threads, for tests and ``join``. ``timeout > 0``:
+    raise if a thread has not delivered its next item within that many seconds.
     """
     stop = threading.Event()
     queues = [queue.Queue(maxsize=max(1, buffer)) for _ in sources]
@@ -71,7 +72,11 @@ def threaded(sources: list[Callable[[], Iterable[Any]]], buffer: int, name: str,
         w = 0
         count = len(queues)
         while True:
-            item = queues[w].get()
+            try:
+                item = queues[w].get(timeout=timeout or None)
+            except queue.Empty:
+                raise RuntimeError(f"DataLoader timed out after {timeout} seconds waiting for a batch from "
+                                   f"background thread {name}-{w}") from None
             if item is _END:
                 return
             if type(item) is _Failure:

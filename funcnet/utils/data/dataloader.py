@@ -5,9 +5,13 @@
   is one ``np.take`` per array, with no per-sample Python.
 - Order is a pure function of ``(seed, epoch)``; each new pass over the loader is the next epoch,
   ``set_epoch(n)`` sets it; ``state_dict()``/``load_state_dict()`` resume exactly, mid-epoch too.
-- ``num_workers > 0`` and ``prefetch > 0`` use background *threads* (never processes: a forked JAX
-  process can hang, jax #9190); ``device=`` puts batches on a device or sharding, with the transfer
-  done (and waited for) in the background thread.
+- ``num_workers > 0`` prepares batches in parallel: background *threads* by default (no pickling, no
+  start-up; right for in-memory arrays and for decoders that release the GIL), or, with
+  ``worker_mode="process"``, torch's worker *processes* (``forkserver``/``spawn``, never a fork of
+  the JAX process, jax #9190; batches come back through shared memory). ``device=`` puts batches on
+  a device or sharding, with the transfer done (and waited for) in a background thread.
+- Datasets with ``set_epoch`` (``ImageFolder``: per-sample augmentation keys) are told the epoch
+  at every pass, in workers too, so augmented epochs are reproducible and resumable.
 - On-device mode for arrays that fit in device memory: ``device_arrays()`` + ``epoch_indices(epoch)``
   (+ ``batch_key``) let a compiled step or a ``lax.scan`` over the epoch gather each batch itself,
   in exactly the host iteration's order.
@@ -16,12 +20,13 @@
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 
-from funcnet.utils.data import _prefetch
+from funcnet.utils.data import _prefetch, _workers
 from funcnet.utils.data.collate import default_collate
 from funcnet.utils.data.dataset import IterableDataset, _seed_entropy
 from funcnet.utils.data.sampler import (
@@ -87,10 +92,23 @@ class DataLoader:
             ``dataset[i]`` (torch's per-sample path).
         seed: an int or a JAX key; the order and transform keys depend only on ``(seed, epoch)``.
             Replaces torch's ``generator``; iterating never touches a global RNG.
-        num_workers: background threads preparing batches (0: batches are prepared in the caller's
+        num_workers: workers preparing batches in parallel (0: batches are prepared in the caller's
             thread, the fastest choice for in-memory arrays).
-        prefetch: batches kept ready ahead per thread. Default (``None``): 2 (double buffering)
-            when ``num_workers > 0`` or ``device`` is set, else 0 (no thread at all).
+        worker_mode: ``"thread"`` (default) or ``"process"`` (torch's worker processes: for
+            per-sample Python work that holds the GIL, e.g. ``ImageFolder`` + transforms). In
+            process mode the dataset, ``collate_fn`` and ``worker_init_fn`` must be picklable, and
+            ``transform``/``device`` still run in the main process (a background thread).
+        prefetch / prefetch_factor: batches kept ready ahead per worker (torch's
+            ``prefetch_factor``; give either). Default (``None``): 2 when ``num_workers > 0`` or
+            ``device`` is set, else 0 (no thread at all).
+        persistent_workers: keep worker processes alive between passes (torch's meaning).
+        worker_init_fn: ``worker_init_fn(worker_id)`` called in each worker before its first batch.
+        timeout: seconds to wait for any one batch from a worker before raising (0: no limit; a
+            dead worker process is always detected and reported within a fraction of a second).
+        multiprocessing_context: ``"forkserver"`` (default where available) or ``"spawn"`` (or a
+            context object); ``"fork"`` is refused (jax #9190).
+        pin_memory: accepted for torch code; no effect (JAX stages host-to-device copies itself;
+            use ``device=`` to overlap the transfer with compute).
         transform: ``transform(batch, key) -> batch`` applied after collation, with
             ``key = self.batch_key(epoch, batch_index)`` (see :mod:`~funcnet.utils.data.transforms`).
         device: ``None`` (host numpy batches), ``True`` (the default JAX device), a ``jax.Device``
@@ -102,8 +120,8 @@ class DataLoader:
     ``len(loader)`` is torch's: ``n // bs`` with ``drop_last`` else ``ceil(n / bs)``.
 
     Differences from torch: batches are numpy arrays (``device=None``) or JAX arrays, not tensors;
-    workers are threads; ``seed`` instead of ``generator``; ``pin_memory``, ``worker_init_fn``,
-    ``persistent_workers``, ``timeout``, ``multiprocessing_context`` are not accepted.
+    workers are threads unless ``worker_mode="process"``; ``seed`` instead of ``generator``; an
+    ``IterableDataset`` is read by one thread (process workers would need per-worker sharding).
     """
 
     def __init__(
@@ -121,13 +139,40 @@ class DataLoader:
         transform: Callable[[Any, Any], Any] | None = None,
         device: Any = None,
         jit_transform: bool = True,
+        worker_mode: str = "thread",
+        prefetch_factor: int | None = None,
+        persistent_workers: bool = False,
+        worker_init_fn: Callable[[int], None] | None = None,
+        timeout: float = 0,
+        multiprocessing_context: Any = None,
+        pin_memory: bool = False,
     ) -> None:
         if not isinstance(num_workers, int) or num_workers < 0:
             raise ValueError("num_workers option should be non-negative; use num_workers=0 to disable "
-                             "background threads.")
+                             "multiprocessing.")
+        if worker_mode not in ("thread", "process"):
+            raise ValueError(f"worker_mode must be 'thread' or 'process', got {worker_mode!r}")
+        if prefetch_factor is not None:
+            if num_workers == 0:
+                raise ValueError("prefetch_factor option could only be specified in multiprocessing. "
+                                 "let num_workers > 0 to enable multiprocessing, otherwise set prefetch_factor "
+                                 "to None.")
+            if prefetch is not None and prefetch != prefetch_factor:
+                raise ValueError(f"prefetch={prefetch} and prefetch_factor={prefetch_factor} are the same "
+                                 f"setting; give one")
+            prefetch = prefetch_factor
         if prefetch is not None and (not isinstance(prefetch, int) or prefetch < 0):
             raise ValueError(f"prefetch should be a non-negative integer or None, but got "
                              f"prefetch={prefetch}")
+        if persistent_workers and num_workers == 0:
+            raise ValueError("persistent_workers option needs num_workers > 0")
+        if timeout < 0:
+            raise ValueError("timeout option should be non-negative")
+        if worker_mode == "process" and num_workers > 0:
+            if isinstance(dataset, IterableDataset):
+                raise NotImplementedError("DataLoader(worker_mode='process') reads map-style datasets only; an "
+                                          "IterableDataset is read by one thread (worker_mode='thread')")
+            _workers.check_context(multiprocessing_context)  # refuses 'fork' now, not at the first pass
         _seed_entropy(seed)  # validates
         self.dataset = dataset
         self.num_workers = num_workers
@@ -135,6 +180,14 @@ class DataLoader:
         self.seed = seed
         self.transform = transform
         self.device = device
+        self.worker_mode = worker_mode
+        self.persistent_workers = persistent_workers
+        self.worker_init_fn = worker_init_fn
+        self.timeout = timeout
+        self.multiprocessing_context = multiprocessing_context
+        self.pin_memory = pin_memory
+        self._pool: _workers.WorkerPool | None = None
+        self._last_pool: _workers.WorkerPool | None = None
         self._iterable = isinstance(dataset, IterableDataset)
 
         if self._iterable:
@@ -236,6 +289,8 @@ class DataLoader:
             self._epoch += 1
             self._pos = 0
         self._started = True
+        if not self._iterable and hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(self._epoch)  # per-sample augmentation keys (ImageFolder)
         return self._epoch, self._pos
 
     def _finish(self, epoch: int) -> None:
@@ -310,7 +365,19 @@ class DataLoader:
         if self.collate_fn is None and hasattr(ds, "__getitems__"):
             return ds.__getitems__
         collate = self.collate_fn or default_collate
-        return lambda idx: collate([ds[int(i)] for i in idx])
+
+        def fetch(idx: np.ndarray) -> Any:
+            samples = []
+            for i in idx:
+                try:
+                    samples.append(ds[int(i)])
+                except Exception as e:
+                    if hasattr(e, "add_note"):
+                        e.add_note(f"(while loading sample index {int(i)})")
+                    raise
+            return collate(samples)
+
+        return fetch
 
     # ------------------------------------------------------------------ keys
     def _base_key(self) -> Any:
@@ -358,6 +425,9 @@ class DataLoader:
         else:
             nb, indices_of = self._plan(epoch)
         transform, place = self._transform, self._place
+        if self.worker_mode == "process" and self.num_workers > 0:
+            yield from self._iter_processes(epoch, start, nb, indices_of)
+            return
         use_threads = self.num_workers > 0 or self.prefetch > 0
 
         if transform is None and place is None and not use_threads:
@@ -400,11 +470,70 @@ class DataLoader:
             return
 
         workers = max(1, self.num_workers)
-        sources = [
-            (lambda w=w: (make(b) for b in range(start + w, nb, workers))) for w in range(workers)
-        ]
+        init = self.worker_init_fn
+
+        def source(w: int) -> Iterator[Any]:
+            if init is not None:
+                init(w)
+            return (make(b) for b in range(start + w, nb, workers))
+
+        sources = [(lambda w=w: source(w)) for w in range(workers)]
         self._last_threads = []
-        inner = _prefetch.threaded(sources, self.prefetch, "funcnet-DataLoader", self._last_threads)
+        inner = _prefetch.threaded(sources, self.prefetch, "funcnet-DataLoader", self._last_threads,
+                                   timeout=self.timeout)
+        yield from self._counted(inner, start, epoch)
+
+    # ------------------------------------------------------------------ worker processes
+    def _worker_pool(self) -> _workers.WorkerPool:
+        pool = self._pool
+        if pool is None or pool.closed:
+            seed = self.seed if isinstance(self.seed, (int, np.integer)) else 0
+            pool = _workers.WorkerPool(
+                self.dataset, self.num_workers, batched=self.batch_sampler is not None,
+                collate_fn=self.collate_fn, worker_init_fn=self.worker_init_fn, seed=int(seed),
+                context=self.multiprocessing_context, timeout=self.timeout, prefetch_factor=max(1, self.prefetch))
+            if self.persistent_workers:
+                self._pool = pool
+                weakref.finalize(self, pool.shutdown)
+        self._last_pool = pool  # for tests and inspection, like _last_threads
+        return pool
+
+    def shutdown_workers(self) -> None:
+        """Stop persistent worker processes now (otherwise they stop with the loader or the program)."""
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+
+    def _iter_processes(self, epoch: int, start: int, nb: int, indices_of: Callable[[int], np.ndarray]
+                        ) -> Iterator[Any]:
+        pool = self._worker_pool()
+
+        def from_pool() -> Iterator[Any]:
+            try:
+                yield from pool.batches(epoch, start, nb, indices_of)
+            finally:
+                if not self.persistent_workers:
+                    pool.shutdown()
+
+        transform, place = self._transform, self._place
+        if transform is None and place is None:
+            yield from self._counted(from_pool(), start, epoch)
+            return
+        keys = self._epoch_keys(epoch, nb) if transform is not None else None
+
+        def post() -> Iterator[Any]:  # the JAX side stays in this process, in a background thread
+            import jax
+
+            for b, batch in enumerate(from_pool(), start):
+                if transform is not None:
+                    batch = transform(batch, keys[b])
+                if place is not None:
+                    batch = jax.block_until_ready(place(batch))
+                yield batch
+
+        self._last_threads = []
+        inner = _prefetch.threaded([post], max(1, self.prefetch), "funcnet-DataLoader", self._last_threads,
+                                   timeout=self.timeout)
         yield from self._counted(inner, start, epoch)
 
     def _counted(self, inner: Iterator[Any], start: int, epoch: int) -> Iterator[Any]:
@@ -459,7 +588,8 @@ class DataLoader:
 
         if use_threads:
             self._last_threads = []
-            inner = _prefetch.threaded([produce], self.prefetch, "funcnet-DataLoader", self._last_threads)
+            inner = _prefetch.threaded([produce], self.prefetch, "funcnet-DataLoader", self._last_threads,
+                                       timeout=self.timeout)
         else:
             inner = produce()
         yield from self._counted(inner, start, epoch)
@@ -532,4 +662,5 @@ class DataLoader:
     def __repr__(self) -> str:
         return (f"DataLoader(dataset={type(self.dataset).__name__}, batch_size={self.batch_size}, "
                 f"sampler={type(self.sampler).__name__}, drop_last={self.drop_last}, "
-                f"num_workers={self.num_workers}, prefetch={self.prefetch}, seed={self.seed!r})")
+                f"num_workers={self.num_workers}, worker_mode={self.worker_mode!r}, prefetch={self.prefetch}, "
+                f"seed={self.seed!r})")

@@ -128,6 +128,11 @@ class Subset(Dataset[T_co]):
     def __len__(self) -> int:
         return len(self.indices)
 
+    def set_epoch(self, epoch: int) -> None:
+        """Forwarded to the wrapped dataset if it has one (per-sample augmentation keys, ImageFolder)."""
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
+
 
 class ConcatDataset(Dataset[T_co]):
     """``torch.utils.data.ConcatDataset(datasets)``: the datasets one after another.
@@ -146,6 +151,12 @@ class ConcatDataset(Dataset[T_co]):
         self.cumulative_sizes = list(np.cumsum([len(d) for d in self.datasets]).tolist())
         if all(hasattr(d, "__getitems__") for d in self.datasets):
             self.__getitems__ = self._getitems
+
+    def set_epoch(self, epoch: int) -> None:
+        """Forwarded to each part that has one (per-sample augmentation keys, ImageFolder)."""
+        for d in self.datasets:
+            if hasattr(d, "set_epoch"):
+                d.set_epoch(epoch)
 
     def __len__(self) -> int:
         return self.cumulative_sizes[-1]
