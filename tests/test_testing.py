@@ -113,6 +113,11 @@ def _table() -> list:
     y = x * (1 + 1e-4)
     for rtol, atol in [(1e-3, 0.0), (1e-5, 0.0), (0.0, 1e-3), (0.0, 0.0), (1e-5, 1e-5)]:
         cases.append((f"tol-{rtol}-{atol}", y, x, {"rtol": rtol, "atol": atol}))
+    # a matched element with a larger difference than the mismatched one: the message must report the mismatch
+    for dtype in ("float32", "float64"):
+        e = np.array([1000.0, 0.001, 5.0], dtype)
+        a = np.array([1000.0 * (1 + 1.2e-6 if dtype == "float32" else 1 + 0.9e-7), 0.002, 5.0], dtype)
+        cases.append((f"matched-larger-diff-{dtype}", a, e, {}))
     cases.append(("int-tol", np.arange(6), np.arange(6) + 1, {"rtol": 0.0, "atol": 1.0}))
     cases.append(("empty-2d", np.zeros((0, 3), np.float32), np.zeros((0, 3), np.float32), {}))
     return cases
@@ -542,3 +547,18 @@ def test_pytest_plugin_fixtures_marker_and_seed(pytester):
     first.stdout.fnmatch_lines(["*funcnet key*", "*jax.random.fold_in(jax.random.key(0), *test_fails*"])
     assert "test_both[jit]" in "\n".join(pytester.runpytest_inprocess(
         "-p", "funcnet.testing.pytest_plugin", "--collect-only", "-q").outlines)
+
+
+def _readme_test_file() -> str:
+    import pathlib
+
+    readme = (pathlib.Path(__file__).parent.parent / "README.md").read_text()
+    section = readme.split("## Testing your model", 1)[1].split("\n## ", 1)[0]
+    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
+def test_readme_test_file_runs_and_passes(pytester):
+    """The README's copyable pytest file is a working test file under the plugin."""
+    pytester.makepyfile(test_net=_readme_test_file())
+    result = pytester.runpytest_inprocess("-p", "funcnet.testing.pytest_plugin", "-q")
+    result.assert_outcomes(passed=4)  # the marked test runs twice
