@@ -241,7 +241,8 @@ _sin_wrong_sign.defvjp(lambda x: (jnp.sin(x), x), lambda x, g: (-g * jnp.cos(x),
 def test_gradcheck_catches_a_wrong_custom_vjp():
     x = jnp.linspace(-1.0, 1.0, 4)
     assert gradcheck(jnp.sin, (x,))
-    with pytest.raises(GradcheckError, match=r"with respect to input inputs\[0\]: d output\[\d\] / d input\[\d\]"):
+    names_the_element = r"for output element \(\d,\) with respect to inputs\[0\] element \(\d,\): -?[\d.]+ analytically"
+    with pytest.raises(GradcheckError, match=names_the_element):
         gradcheck(_sin_wrong_sign, (x,))
     assert gradcheck(_sin_wrong_sign, (x,), raise_exception=False) is False
     with pytest.raises(GradcheckError, match="fast mode"):
@@ -277,7 +278,7 @@ def test_gradcheck_names_the_parameter_of_a_wrong_custom_layer():
     model = _BrokenScale(3)
     params, _ = model.init(jax.random.key(0))
     x = jax.random.normal(jax.random.key(1), (2, 3))
-    with pytest.raises(GradcheckError, match=re.escape("input inputs[0]['gain']")):
+    with pytest.raises(GradcheckError, match=re.escape("with respect to inputs[0]['gain'] element")):
         gradcheck(model.apply, (params, x))
     assert gradcheck(model.apply, (params, x), argnums=1)  # the input gradient is right
 

@@ -135,10 +135,10 @@ def _first_mismatch(f: _Flat, analytical: np.ndarray, numerical: np.ndarray, ato
         i, j = np.argwhere(bad)[0]
     out_name, out_idx = f.locate_output(int(i))
     in_name, in_idx = f.locate_input(int(j))
-    return (f"Jacobian mismatch ({how}) for output {out_name} with respect to input {in_name}: "
-            f"d output{list(out_idx)} / d input{list(in_idx)} is {float(analytical[i, j])!r} analytically but "
-            f"{float(numerical[i, j])!r} by finite differences (|difference| {error[i, j]:.3g} > atol + rtol * "
-            f"|numerical| = {allowed[i, j]:.3g}); {int(bad.sum())} of {bad.size} Jacobian entries mismatch.")
+    return (f"Jacobian mismatch ({how}) for {out_name} element {out_idx} with respect to {in_name} element "
+            f"{in_idx}: {float(analytical[i, j])!r} analytically, {float(numerical[i, j])!r} by finite differences "
+            f"(|difference| {error[i, j]:.3g} > atol + rtol * |numerical| = {allowed[i, j]:.3g}); "
+            f"{int(bad.sum())} of {bad.size} Jacobian entries mismatch.")
 
 
 def gradcheck(
@@ -172,7 +172,7 @@ def gradcheck(
         True when the gradients agree (False on failure when ``raise_exception=False``).
 
     Example: ``gradcheck(model.apply, (params, x))``. The failure names the leaf, e.g.
-    ``... with respect to input inputs[0]['weight']: d output[1, 0] / d input[0, 2] is ...``.
+    ``... for output element (1, 0) with respect to inputs[0]['weight'] element (0, 2): ...``.
     """
     args = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
     with jax.enable_x64(True):
