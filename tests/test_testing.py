@@ -443,8 +443,8 @@ def test_layer_groups_cover_the_table():
     assert grouped == sorted(c[0] for c in _LAYERS)
 
 
-@pytest.mark.parametrize("group", [pytest.param(g, marks=pytest.mark.slow) if g in ("attention", "recurrent") else g
-                                   for g in _GROUPS])
+@pytest.mark.parametrize("group", [pytest.param(g, marks=pytest.mark.slow)
+                                   if g in ("attention", "recurrent", "normalization") else g for g in _GROUPS])
 def test_gradcheck_passes_on_funcnet_layers_where_torch_gradcheck_passes(group):
     """Every layer of the table passes torch's gradcheck (its torch twin, float64, params and inputs)
     and funcnet's, on the same inputs."""
