@@ -3,7 +3,7 @@
 Subpackages load on first use so that ``import funcnet`` stays cheap:
 ``funcnet.nn``, ``funcnet.optim``, ``funcnet.utils.data``, ``funcnet.datasets``,
 ``funcnet.train``, ``funcnet.parallel``, ``funcnet.distributed``, ``funcnet.vision``,
-``funcnet.quantization``, ``funcnet.interop``, ``funcnet.checkpoint``.
+``funcnet.quantization``, ``funcnet.interop``, ``funcnet.checkpoint``, ``funcnet.testing``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ __version__ = "0.1.0"
 
 _SUBPACKAGES = {
     "backends", "nn", "optim", "utils", "data", "datasets", "train", "parallel", "distributed",
-    "vision", "quantization", "interop", "checkpoint", "serialization",
+    "vision", "quantization", "interop", "checkpoint", "serialization", "testing",
 }
 # Top-level names that live in a subpackage: name -> (module, attribute).
 _LAZY_ATTRS = {

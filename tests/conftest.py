@@ -10,6 +10,8 @@ import pytest
 import torch  # a test dependency: fail loudly, never skip
 from hypothesis import settings
 
+import funcnet.testing as funcnet_testing
+
 # Property tests draw the same examples on every run (CI must not flake); explore new ones with
 # `python -m pytest --hypothesis-profile=explore`.
 settings.register_profile("default", derandomize=True)
@@ -25,10 +27,10 @@ def rng():
 
 
 def assert_close(actual, expected, rtol=1e-5, atol=1e-6):
-    """Compare a JAX/numpy array with a torch tensor or array."""
-    if hasattr(expected, "detach"):
-        expected = expected.detach().cpu().numpy()
-    np.testing.assert_allclose(np.asarray(actual), np.asarray(expected), rtol=rtol, atol=atol)
+    """The suite's parity tolerance (1e-5 relative, 1e-6 absolute) over ``funcnet.testing.assert_close``:
+    a JAX/numpy array (or pytree) against a torch tensor or array; dtypes may differ (float32 JAX
+    against float64 references), NaNs in the same places are equal (numpy's rule, kept)."""
+    funcnet_testing.assert_close(actual, expected, rtol=rtol, atol=atol, check_dtype=False, equal_nan=True)
 
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 import funcnet.nn as nn
 import funcnet.nn.functional as F
+import funcnet.testing as funcnet_testing
 
 TF = torch.nn.functional
 # torch warns that its own 'same' padding with even kernels copies the input; not our concern.
@@ -20,13 +21,9 @@ pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same':UserWarning
 
 def assert_close(actual, expected, rtol=1e-5):
     """~1e-5 relative; the absolute floor scales with the array's magnitude (sums of many terms)."""
-    if hasattr(expected, "detach"):
-        expected = expected.detach().cpu().numpy()
-    expected = np.asarray(expected)
-    actual = np.asarray(actual)
-    assert actual.shape == expected.shape, (actual.shape, expected.shape)
-    scale = max(1.0, float(np.abs(expected).max())) if expected.size else 1.0
-    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=rtol * scale)
+    magnitude = np.abs(np.asarray(expected.detach() if hasattr(expected, "detach") else expected))
+    scale = max(1.0, float(magnitude.max())) if magnitude.size else 1.0
+    funcnet_testing.assert_close(actual, expected, rtol=rtol, atol=rtol * scale, check_dtype=False, equal_nan=True)
 
 
 def zero_variables(module):
