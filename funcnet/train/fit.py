@@ -255,7 +255,10 @@ def _check_horizon(optimizer: Any, state: TrainState, planned: int | None) -> No
     from funcnet.optim.lr_scheduler import check_horizon, optimizer_horizon
 
     if planned is not None and optimizer_horizon(optimizer) is not None:
-        check_horizon(optimizer, int(jax.device_get(state.step)) + planned)
+        done = int(jax.device_get(state.step))
+        check_horizon(optimizer, done + planned,
+                      f", and this fit would end after update {done + planned}: lower epochs or give the "
+                      f"schedule more steps")
 
 
 def _steps(model, loss_fn, optimizer, topk, compute_dtype, trainable, eval_modules, compiled, validate):

@@ -95,20 +95,22 @@ class _PerEpoch:
         return None if inner is None else inner * self.steps_per_epoch
 
 
-def horizon_error(schedule: Any, updates: int) -> ValueError | None:
+def horizon_error(schedule: Any, updates: int, context: str = "") -> ValueError | None:
     """torch's error if ``updates`` optimizer updates run past ``schedule``'s horizon, else None.
 
-    Counted in scheduler steps, as torch counts them: ``Tried to step 70 times. The specified
-    number of total steps is 69`` for a 69-step ``OneCycleLR`` asked for a 70th update.
+    It names the first step past the end, counted in scheduler steps as torch counts them:
+    ``Tried to step 70 times. The specified number of total steps is 69`` for a 69-step
+    ``OneCycleLR`` (70 updates or more asked for).
     """
     horizon = getattr(schedule, "horizon", None)
     if horizon is None or updates <= horizon:
         return None
     per = getattr(schedule, "steps_per_epoch", 1)
     return ValueError(
-        f"Tried to step {(updates - 1) // per + 1} times. The specified number of total steps is "
-        f"{horizon // per} ({type(schedule).__name__} is defined for {horizon} optimizer updates; past "
-        f"them its lr would be extrapolated, so funcnet refuses the update, as torch's scheduler.step() does)"
+        f"Tried to step {horizon // per + 1} times. The specified number of total steps is "
+        f"{horizon // per} ({type(schedule).__name__} is defined for {horizon} optimizer updates{context}; "
+        f"past them its lr would be extrapolated, so funcnet refuses the update, as torch's "
+        f"scheduler.step() does)"
     )
 
 
@@ -143,11 +145,11 @@ def schedules_in(transform: Any) -> list:
     return found
 
 
-def check_horizon(optimizer: Any, updates: int) -> None:
+def check_horizon(optimizer: Any, updates: int, context: str = "") -> None:
     """Raise torch's "Tried to step N times" error if ``updates`` optimizer updates in total
     would run past the horizon of a schedule inside ``optimizer`` (see ``LRSchedule.horizon``)."""
     for schedule in schedules_in(optimizer):
-        error = horizon_error(schedule, updates)
+        error = horizon_error(schedule, updates, context)
         if error is not None:
             raise error
 
