@@ -132,6 +132,13 @@ def test_epochs_are_numbered_as_they_are(uninterrupted, capsys):
         fit(run["model"], state, data, loss_fn=run["criterion"], optimizer=run["optimizer"], epochs=3)
 
 
+def test_a_restored_state_with_a_fresh_loader_warns(checkpoint):
+    saved = funcnet.load(checkpoint)
+    with pytest.warns(UserWarning, match=r"state.step is 14, but the loader stands at epoch 0, batch 0"):
+        fit(run["model"], saved["state"], run["loader"](), loss_fn=run["criterion"], optimizer=run["optimizer"],
+            epochs=1, progress=False)
+
+
 def test_ctrl_c_mid_epoch_returns_a_live_state(checkpoint):
     # Before, fit returned the state it had at the start of the epoch: donated, hence deleted.
     saved = funcnet.load(checkpoint)

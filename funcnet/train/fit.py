@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import sys
 import time
+import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -167,6 +168,7 @@ def fit(
             f"raise epochs)"
         )
     _check_live(state)
+    _check_position(state, train_loader, first_epoch, skip)
     _check_horizon(optimizer, state, _planned_steps(train_loader, first_epoch, skip, epochs))
     device_data = _device_arrays(train_loader) if compiled else None
     if sync_every is None:
@@ -229,7 +231,8 @@ def _start(loader: Any, start_epoch: int | None) -> tuple[int, int]:
         return int(start_epoch), 0
     if callable(getattr(loader, "state_dict", None)) and callable(getattr(loader, "load_state_dict", None)):
         position = loader.state_dict()
-        return int(position["epoch"]), int(position["batches_done"])
+        if isinstance(position, dict) and {"epoch", "batches_done"} <= set(position):  # funcnet's DataLoader
+            return int(position["epoch"]), int(position["batches_done"])
     return 0, 0
 
 
@@ -246,6 +249,24 @@ def _check_live(state: TrainState) -> None:
     """A state whose arrays were donated to an earlier step cannot train: say so up front."""
     if any(getattr(leaf, "is_deleted", lambda: False)() for leaf in jax.tree.leaves(state)):
         raise _consumed_state_error(RuntimeError("donated"))
+
+
+def _check_position(state: TrainState, loader: Any, epoch: int, skip: int) -> None:
+    """Warn when a trained state meets a loader that is not where that state stopped (the state was
+    restored but the loader was not): the run would replay batches the state has already seen."""
+    try:
+        per_epoch = len(loader)
+    except TypeError:
+        return
+    done = int(jax.device_get(state.step))
+    if done and done != epoch * per_epoch + skip:
+        warnings.warn(
+            f"fit: state.step is {done}, but the loader stands at epoch {epoch}, batch {skip} "
+            f"({epoch * per_epoch + skip} steps of {per_epoch} per epoch): to resume a run, restore the "
+            f"loader with the state (loader.load_state_dict(saved_loader_state)); training goes on from "
+            f"the loader's position",
+            stacklevel=3,
+        )
 
 
 def _check_horizon(optimizer: Any, state: TrainState, planned: int | None) -> None:
