@@ -47,6 +47,13 @@ class Variables(NamedTuple):
     buffers: dict
 
 
+class MissingKeysError(KeyError, ValueError):
+    """Trees given as a model's variables lack some of its keys (a ``KeyError``, as a missing name,
+    and a ``ValueError``, as a wrong value); the message names them."""
+
+    __str__ = Exception.__str__  # the message as written, not KeyError's repr of it
+
+
 def as_variables(model: Module, variables: Any, buffers: Any = None, *, where: str = "variables") -> Variables:
     """``variables`` of ``model`` as :class:`Variables`, or a clear error: the one rule of every
     function that takes "the variables" (``state_dict``, ``interop.to_torch``, ``save_safetensors``,
@@ -61,7 +68,8 @@ def as_variables(model: Module, variables: Any, buffers: Any = None, *, where: s
 
     Raises:
         TypeError: ``variables`` is not one of the accepted kinds (the message says what it was).
-        ValueError: keys of ``model`` missing from the trees (the first few are named).
+        MissingKeysError: (a ``KeyError`` and ``ValueError``) keys of ``model`` missing from the
+            trees (the first few are named).
     """
     name = where
     expected = (
@@ -106,7 +114,7 @@ def as_variables(model: Module, variables: Any, buffers: Any = None, *, where: s
         if tree or not (params or buffers):  # one explicitly empty tree means "none of this kind"
             lacking += [n for n in names if not _has(tree, n)]
     if lacking:
-        raise ValueError(
+        raise MissingKeysError(
             f"{name}: the given trees lack {len(lacking)} of {type(model).__name__}'s keys "
             f"({', '.join(lacking[:5])}{', ...' if len(lacking) > 5 else ''}): variables of another model, "
             f"or a part of them? {expected}"
