@@ -97,6 +97,8 @@ def _same(a, b):
         np.testing.assert_array_equal(np.asarray(a[k]), np.asarray(b[k]), err_msg=k)
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_fit_resumed_mid_epoch_in_a_new_process_is_bit_identical(uninterrupted, checkpoint, tmp_path):
     out = tmp_path / "resumed.npz"
     proc = subprocess.run([sys.executable, "-c", RESUME, str(checkpoint), str(out), "steps"],
@@ -108,6 +110,7 @@ def test_fit_resumed_mid_epoch_in_a_new_process_is_bit_identical(uninterrupted, 
     _same(dict(np.load(out)), uninterrupted[0])
 
 
+@pytest.mark.slow
 def test_compiled_fit_resumes_the_same_checkpoint_identically(uninterrupted, checkpoint):
     saved = funcnet.load(checkpoint)
     data = run["loader"]()
