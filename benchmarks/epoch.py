@@ -91,7 +91,7 @@ def _funcnet(x, y, compiled: bool):
 
     def epoch():
         s, e = state
-        s, _ = fit(model, s, loader, loss_fn=criterion, optimizer=optimizer, epochs=1, start_epoch=e,
+        s, _ = fit(model, s, loader, loss_fn=criterion, optimizer=optimizer, epochs=e + 1, start_epoch=e,
                    progress=False, compiled=compiled)
         jax.block_until_ready(s.params)
         state[:] = [s, e + 1]

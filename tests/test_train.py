@@ -161,7 +161,8 @@ def test_nonfinite_loss_stops_with_named_epoch_and_step(data):
         def __iter__(self):
             return iter(epoch_two[self.epoch])
 
-    with pytest.raises(NonFiniteLossError, match=r"epoch 1, step 7 \(global step 17\)"):
+    with pytest.raises(NonFiniteLossError,
+                       match=r"in epoch 2, step 7 of the epoch \(global step 17, history epoch 1\)"):
         fit(model, state, Loader(), loss_fn=cross_entropy, optimizer=optimizer, epochs=3, progress=False)
 
 
@@ -182,7 +183,7 @@ def test_nonfinite_loss_stops_within_two_sync_intervals(data):
             taken.append(i)
             yield b
 
-    with pytest.raises(NonFiniteLossError, match=r"epoch 0 \(global step 7\)"):
+    with pytest.raises(NonFiniteLossError, match=r"in epoch 1 \(global step 7, history epoch 0\)"):
         fit(model, state, loader(), loss_fn=cross_entropy, optimizer=optimizer, epochs=1, progress=False,
             sync_every=2)
     assert len(taken) <= 8 + 2 * 2, len(taken)

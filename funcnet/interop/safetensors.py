@@ -13,10 +13,11 @@ numpy API cannot read float8 tensors. The ``safetensors`` package is optional
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import numpy as np
 
-from funcnet.nn.module import Module, Variables
+from funcnet.nn.module import Module, Variables, as_variables
 from funcnet.serialization import atomic_write_bytes
 
 __all__ = ["load_safetensors", "save_safetensors"]
@@ -24,7 +25,7 @@ __all__ = ["load_safetensors", "save_safetensors"]
 
 def save_safetensors(
     model: Module,
-    variables: Variables,
+    variables: Any,
     path: str | os.PathLike,
     metadata: dict[str, str] | None = None,
 ) -> None:
@@ -32,12 +33,14 @@ def save_safetensors(
 
     Args:
         model: the funcnet model (gives the torch key names and order).
-        variables: its ``Variables(params, buffers)``.
+        variables: its ``Variables(params, buffers)``, a ``(params, buffers)`` pair or a
+            ``TrainState`` (params alone only for a model without buffers).
         path: the target file (replaced atomically: temp file, fsync, rename).
         metadata: optional ``str -> str`` header metadata.
     """
     from safetensors.numpy import save as st_save
 
+    variables = as_variables(model, variables, where="interop.save_safetensors")
     tensors = {}
     for key, value in model.state_dict(variables).items():
         arr = np.ascontiguousarray(np.asarray(value))

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from funcnet.nn.module import Module, Variables
+from funcnet.nn.module import Module, Variables, as_variables
 
 __all__ = ["from_torch", "tensor_to_numpy", "numpy_to_tensor", "to_torch"]
 
@@ -116,13 +116,16 @@ def from_torch(
     return variables
 
 
-def to_torch(model: Module, variables: Variables) -> OrderedDict:
+def to_torch(model: Module, variables: Any) -> OrderedDict:
     """A torch ``state_dict`` (``OrderedDict[str, torch.Tensor]``) of funcnet ``variables``.
 
-    Keys and order are torch's; a torch twin of ``model`` accepts it with
-    ``load_state_dict(sd, strict=True)``. Dtypes are preserved, except
-    ``num_batches_tracked`` which becomes int64 as in torch. Tensors are CPU copies.
+    ``variables``: ``Variables``, a ``(params, buffers)`` pair or a ``TrainState`` (params alone
+    only for a model without buffers; see ``funcnet.nn.module.as_variables``). Keys and order are
+    torch's; a torch twin of ``model`` accepts it with ``load_state_dict(sd, strict=True)``.
+    Dtypes are preserved, except ``num_batches_tracked`` which becomes int64 as in torch.
+    Tensors are CPU copies.
     """
+    variables = as_variables(model, variables, where="interop.to_torch")
     out: OrderedDict = OrderedDict()
     for key, value in model.state_dict(variables).items():
         tensor = numpy_to_tensor(np.asarray(value))

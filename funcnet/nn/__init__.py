@@ -1,7 +1,7 @@
 """``funcnet.nn``: torch.nn's modules, declared as configuration with pure ``init``/``apply``."""
 
 from funcnet.nn import functional, init, transfer, utils
-from funcnet.nn.module import IncompatibleKeys, Module, ShapeError, Variables
+from funcnet.nn.module import IncompatibleKeys, Module, ShapeError, Variables, as_variables
 from funcnet.nn.modules import *  # noqa: F403
 from funcnet.nn.modules import __all__ as _modules_all
 from funcnet.nn.parameter import Buffer, Parameter
@@ -11,10 +11,7 @@ def functional_call(module: Module, variables, args, kwargs=None, **apply_kwargs
     """``torch.func.functional_call``: ``module.apply`` with ``(params, buffers)`` and an args tuple."""
     if not isinstance(args, tuple):
         args = (args,)
-    if isinstance(variables, tuple) and not isinstance(variables, Variables):
-        variables = Variables(*variables)
-    elif isinstance(variables, dict):
-        variables = Variables(variables, {})
+    variables = as_variables(module, variables, where="functional_call")
     return module.apply(variables, *args, **(kwargs or {}), **apply_kwargs)
 
 
@@ -25,6 +22,7 @@ __all__ = [
     "Parameter",
     "ShapeError",
     "Variables",
+    "as_variables",
     "functional",
     "functional_call",
     "init",

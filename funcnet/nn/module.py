@@ -47,6 +47,86 @@ class Variables(NamedTuple):
     buffers: dict
 
 
+class MissingKeysError(KeyError, ValueError):
+    """Trees given as a model's variables lack some of its keys (a ``KeyError``, as a missing name,
+    and a ``ValueError``, as a wrong value); the message names them."""
+
+    __str__ = Exception.__str__  # the message as written, not KeyError's repr of it
+
+
+def as_variables(model: Module, variables: Any, buffers: Any = None, *, where: str = "variables") -> Variables:
+    """``variables`` of ``model`` as :class:`Variables`, or a clear error: the one rule of every
+    function that takes "the variables" (``state_dict``, ``interop.to_torch``, ``save_safetensors``,
+    ``load_state_dict(into=...)``, ``load_backbone``, ``quantize_dynamic``, ``TrainState.create``).
+
+    Accepted: ``Variables`` (what ``init`` returns); a ``(params, buffers)`` tuple or list; anything
+    with a ``.variables`` property (a ``TrainState``); two trees ``variables, buffers`` given
+    separately; params alone only if the model has no (persistent) buffers. Every declared parameter
+    and buffer must be in the trees: a tree of another model, or params without buffers, raises
+    instead of giving fewer keys. One explicitly empty tree (``state_dict(grads, {})``) means "none
+    of this kind" and is not checked (both empty is an error).
+
+    Raises:
+        TypeError: ``variables`` is not one of the accepted kinds (the message says what it was).
+        MissingKeysError: (a ``KeyError`` and ``ValueError``) keys of ``model`` missing from the
+            trees (the first few are named).
+    """
+    name = where
+    expected = (
+        "expected Variables(params, buffers) (what model.init returns), a (params, buffers) tuple, "
+        "a TrainState (or state.variables)"
+    )
+    if buffers is not None:
+        params = variables
+    elif isinstance(variables, Variables):
+        params, buffers = variables
+    elif isinstance(getattr(type(variables), "variables", None), property):  # TrainState and alikes
+        params, buffers = variables.variables
+    elif isinstance(variables, (tuple, list)):
+        if len(variables) != 2 or not all(isinstance(t, dict) for t in variables):
+            kinds = ", ".join(type(t).__name__ for t in variables)
+            raise TypeError(f"{name}: got a {type(variables).__name__} of {len(variables)} ({kinds}); {expected}")
+        params, buffers = variables
+    elif isinstance(variables, dict):
+        if set(variables) == {"params", "buffers"} and "params" not in dict(model.named_children()):
+            raise TypeError(
+                f"{name}: got a dict with keys 'params' and 'buffers'; {expected}: "
+                f"Variables(d['params'], d['buffers'])"
+            )
+        params, buffers = variables, None
+    else:
+        raise TypeError(f"{name}: got a {type(variables).__name__}; {expected}, or params alone for a "
+                        f"model without buffers")
+    for kind, tree in (("params", params), ("buffers", buffers)):
+        if tree is not None and not isinstance(tree, dict):
+            raise TypeError(f"{name}: {kind} must be a nested dict, got a {type(tree).__name__}; {expected}")
+    persistent = [n for n, spec in model.named_buffer_specs() if spec.persistent]
+    if buffers is None:
+        if persistent:
+            raise TypeError(
+                f"{name}: got params alone, but {type(model).__name__} has {len(persistent)} buffer(s) "
+                f"({', '.join(persistent[:3])}{', ...' if len(persistent) > 3 else ''}); {expected}"
+            )
+        buffers = {}
+    lacking = []
+    param_names = [n for n, _ in model.named_parameter_specs()]
+    for tree, names in ((params, param_names), (buffers, persistent)):
+        if tree or not (params or buffers):  # one explicitly empty tree means "none of this kind"
+            lacking += [n for n in names if not _has(tree, n)]
+    if lacking:
+        raise MissingKeysError(
+            f"{name}: the given trees lack {len(lacking)} of {type(model).__name__}'s keys "
+            f"({', '.join(lacking[:5])}{', ...' if len(lacking) > 5 else ''}): variables of another model, "
+            f"or a part of them? {expected}"
+        )
+    return Variables(params, buffers)
+
+
+def _has(tree: dict, dotted: str) -> bool:
+    *path, leaf = dotted.split(".")
+    return leaf in _context._lookup(tree, tuple(path))
+
+
 class IncompatibleKeys(NamedTuple):
     """torch's ``_IncompatibleKeys``: keys the model wanted but did not get, and extras."""
 
@@ -418,13 +498,16 @@ class Module:
         return type(self).__name__
 
     # -- state_dict ------------------------------------------------------------------
-    def state_dict(self, params: dict | Variables, buffers: dict | None = None) -> OrderedDict:
+    def state_dict(self, variables: Any, buffers: dict | None = None) -> OrderedDict:
         """Flat ``{dotted name: array}`` in torch's ``state_dict`` order and naming.
 
+        ``variables``: ``Variables`` (from ``init``), a ``(params, buffers)`` pair, a
+        ``TrainState``, or the params with ``buffers`` as second argument (see
+        :func:`as_variables`: anything else, or trees lacking some of the model's keys, raises).
+        An explicitly empty tree flattens only the other kind (``state_dict(grads, {})``).
         Non-persistent buffers are left out, as in torch.
         """
-        if isinstance(params, Variables):
-            params, buffers = params
+        params, buffers = as_variables(self, variables, buffers, where=f"{type(self).__name__}.state_dict")
         out: OrderedDict = OrderedDict()
         aliases = self._aliases()
         for path, name, spec in self._declarations():
@@ -490,6 +573,8 @@ class Module:
                 f"({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}) and no "
                 f"into=model.init(key) to take them from"
             )
+        if into is not None:
+            into = as_variables(self, into, where=f"{type(self).__name__}.load_state_dict(into=...)")
         aliases = self._aliases()
         state_dict = self._resolve_shared(state_dict, aliases)
         params: dict = {}

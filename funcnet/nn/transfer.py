@@ -33,7 +33,7 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from funcnet.nn.module import IncompatibleKeys, Module, Variables
+from funcnet.nn.module import IncompatibleKeys, Module, Variables, as_variables
 
 
 class LoadReport(NamedTuple):
@@ -122,8 +122,9 @@ def load_backbone(
     """
     prefix = _as_prefix(prefix)
     source = prefix if source_prefix is None else _as_prefix(source_prefix)
-    if not isinstance(into, Variables):
+    if isinstance(into, jax.Array):  # a PRNG key
         into = model.init(into)
+    into = as_variables(model, into, where="load_backbone(into=...)")
     renamed = {prefix + k[len(source):]: k for k in state_dict if k.startswith(source)}
     selected = {target: state_dict[k] for target, k in renamed.items()}
     ignored = [k for k in state_dict if not k.startswith(source)]

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from funcnet.nn.module import Module, Variables
+from funcnet.nn.module import Module, Variables, as_variables
 from funcnet.nn.modules.linear import Linear
 from funcnet.quantization.linear import QuantizedLinear
 
@@ -116,12 +116,7 @@ def quantize_dynamic(
     """
     if jnp.dtype(dtype) != jnp.int8:
         raise NotImplementedError(f"quantize_dynamic supports dtype=jnp.int8 only, got {jnp.dtype(dtype)}")
-    if isinstance(variables_or_params, Variables):
-        params, buffers = variables_or_params.params, variables_or_params.buffers
-    elif isinstance(variables_or_params, tuple) and len(variables_or_params) == 2:
-        params, buffers = variables_or_params
-    else:
-        params, buffers = variables_or_params, {}
+    params, buffers = as_variables(model, variables_or_params, where="quantize_dynamic")
     if qconfig_spec is None:
         qconfig_spec = {Linear}
 
@@ -213,13 +208,8 @@ def size_report(
 
     ``print(size_report(...))`` gives a table; ``.ratio`` the total compression.
     """
-    def split(v):
-        if isinstance(v, Variables):
-            return v.params, v.buffers
-        return v, {}
-
-    params, buffers = split(variables)
-    qparams, qbuffers = split(qvariables)
+    params, buffers = as_variables(model, variables, where="size_report(variables)")
+    qparams, qbuffers = as_variables(qmodel, qvariables, where="size_report(qvariables)")
     layers = []
     for path, module in qmodel.named_modules():
         if isinstance(module, QuantizedLinear):

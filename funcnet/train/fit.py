@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import sys
 import time
+import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -23,7 +24,7 @@ from funcnet.train import metrics as M
 from funcnet.train.callbacks import Callback
 from funcnet.train.epoch import make_epoch_fn
 from funcnet.train.state import TrainState
-from funcnet.train.step import make_eval_step, make_train_step
+from funcnet.train.step import _consumed_state_error, make_eval_step, make_train_step
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -58,12 +59,16 @@ def _lr_value(opt_state: Any) -> Any:
 
 
 def _check_finite(running: M.Metrics, epoch: int, steps_per_epoch: int | None) -> None:
-    """Raise :class:`NonFiniteLossError` if ``running`` (host values: see ``metrics.to_host``) saw one."""
+    """Raise :class:`NonFiniteLossError` if ``running`` (host values: see ``metrics.to_host``) saw one.
+
+    Human-readable text counts epochs from 1 (the progress line's "epoch 1/3"), steps from 0 as
+    the global step ``state.step``; ``history[i]["epoch"]`` is the 0-based epoch number."""
     bad = int(running.nonfinite_step)
     if bad >= 0:
-        within = f", step {bad % steps_per_epoch}" if steps_per_epoch else ""
+        within = f", step {bad % steps_per_epoch} of the epoch" if steps_per_epoch else ""
         raise NonFiniteLossError(
-            f"training loss became non-finite at epoch {epoch}{within} (global step {bad}); "
+            f"training loss became non-finite in epoch {epoch + 1}{within} (global step {bad}, "
+            f"history epoch {epoch}); "
             f"lower the learning rate, check the inputs, or clip gradients"
         )
 
@@ -104,18 +109,25 @@ def fit(
     sync_every: int | None = None,
     topk: tuple[int, ...] = (),
     compute_dtype: Any = None,
-    start_epoch: int = 0,
+    start_epoch: int | None = None,
     trainable: Any = None,
     eval_modules: tuple[str, ...] = (),
 ) -> tuple[TrainState, list[dict[str, Any]]]:
-    """Train ``model`` for ``epochs`` epochs; returns ``(state, history)``.
+    """Train ``model`` until ``epochs`` epochs are done; returns ``(state, history)``.
+
+    torch's ``for epoch in range(epochs): for x, y in loader: ...``, resumable: with a funcnet
+    ``DataLoader`` the run starts where the loader stands — epoch 0 for a fresh loader, or the
+    epoch *and batch* of a restored one (``loader.load_state_dict(saved)``) — so the same call
+    after restoring ``state`` and loader continues the interrupted run bit for bit.
 
     Args:
         model, loss_fn, optimizer: as for :func:`make_train_step` (``optimizer`` must
-            be the one ``state.opt_state`` was made with).
+            be the one ``state.opt_state`` was made with; a different one raises).
         state: a :class:`TrainState` (e.g. ``TrainState.create(model, optimizer, key)``).
         train_loader: a ``funcnet.utils.data.DataLoader`` (or any iterable of ``(x, y)``
             batches; ``set_epoch`` is called when present).
+        epochs: the total number of epochs of the run (as Keras' ``epochs`` and torch's
+            ``range(epochs)``): a run resumed at epoch 3 with ``epochs=5`` trains epochs 3 and 4.
         val_loader: evaluated after every epoch (``val_loss``, ``val_accuracy``).
         callbacks: :class:`Callback` objects; one returning ``True`` stops training.
         progress: a tqdm bar per epoch (step, steps/s, ETA, loss, lr) and a line per epoch
@@ -126,41 +138,65 @@ def fit(
             (progress bar, early NaN check); at most ``2 * sync_every`` steps are in flight.
             Default: 5 on multi-device CPU (where long chains of collectives deadlock XLA),
             else 100.
-        start_epoch: the first epoch number (when resuming).
+        start_epoch: start at this epoch, from its first batch, whatever the loader's position
+            (default: the loader's position; 0 for loaders without ``state_dict``).
         trainable: train only these parameters (see :func:`make_train_step`); the state
             must come from ``TrainState.create(..., trainable=...)``.
         eval_modules: submodules kept in eval mode while training (see :func:`make_train_step`).
 
     Returns:
-        The final state and the history: one dict per finished epoch.
+        The final state and the history: one dict per finished epoch; ``"epoch"`` is the
+        0-based epoch number (torch's loop variable), while printed text counts from 1
+        ("epoch 1/3").
 
     Raises:
         NonFiniteLossError: the loss became NaN/Inf; names the epoch and step.
-    KeyboardInterrupt stops training and returns what was done so far.
+        ValueError: nothing to do (the loader already stands at or past ``epochs``).
+    KeyboardInterrupt (Ctrl-C) stops training and returns the state after the last step
+    applied; the loader's ``state_dict()`` then says where to resume, mid-epoch included.
     """
     train_step, eval_step, epoch_fn = _steps(
         model, loss_fn, optimizer, tuple(topk), compute_dtype, trainable,
         (eval_modules,) if isinstance(eval_modules, str) else tuple(eval_modules), compiled,
         val_loader is not None,
     )
+    first_epoch, skip = _start(train_loader, start_epoch)
+    if first_epoch >= epochs:
+        raise ValueError(
+            f"fit: epochs={epochs} is the total number of epochs, and the loader already stands at "
+            f"epoch {first_epoch}{f', batch {skip}' if skip else ''}: nothing to train (to train more, "
+            f"raise epochs)"
+        )
+    _check_live(state)
+    _check_position(state, train_loader, first_epoch, skip)
+    _check_horizon(optimizer, state, _planned_steps(train_loader, first_epoch, skip, epochs))
     device_data = _device_arrays(train_loader) if compiled else None
     if sync_every is None:
         sync_every = 5 if jax.default_backend() == "cpu" and jax.device_count() > 1 else 100
     history: list[dict[str, Any]] = []
     for cb in callbacks:
         cb.on_train_begin(state)
-    try:
-        for epoch in range(start_epoch, start_epoch + epochs):
-            if hasattr(train_loader, "set_epoch"):
-                train_loader.set_epoch(epoch)
-            start = time.perf_counter()
+    for epoch in range(first_epoch, epochs):
+        resume_at = skip if epoch == first_epoch else 0
+        if resume_at:  # continue the restored pass at its batch
+            train_loader.load_state_dict(train_loader.state_dict())
+        elif hasattr(train_loader, "set_epoch"):
+            train_loader.set_epoch(epoch)
+        start = time.perf_counter()
+        try:
             if compiled:
-                state, running = _compiled_epoch(epoch_fn, state, train_loader, device_data, epoch)
+                state, running = _compiled_epoch(epoch_fn, state, train_loader, device_data, epoch, resume_at)
                 steps = None
+                if hasattr(train_loader, "set_epoch"):
+                    train_loader.set_epoch(epoch + 1)  # the loader stands after the finished epoch
             else:
-                state, running, steps = _step_epoch(
-                    train_step, state, train_loader, epoch, start_epoch + epochs, progress, sync_every, topk
+                # Ctrl-C inside the epoch: _step_epoch returns the state after the last step applied
+                # (the one passed in was donated), and the interrupt is raised again here.
+                state, running, steps, interrupted = _step_epoch(
+                    train_step, state, train_loader, epoch, epochs, progress, sync_every, topk
                 )
+                if interrupted:
+                    raise KeyboardInterrupt
             running = M.to_host(running)
             _check_finite(running, epoch, steps)
             logs = {"epoch": epoch, **M.compute(running)}
@@ -173,15 +209,77 @@ def fit(
                 logs.update({f"val_{k}": v for k, v in evaluate(eval_step, state, val_loader).items()})
             history.append(logs)
             if progress:
-                print(_epoch_line(logs, start_epoch + epochs), file=sys.stderr)
+                print(_epoch_line(logs, epochs), file=sys.stderr)
             stop = [bool(cb.on_epoch_end(epoch, state, logs)) for cb in callbacks]
-            if any(stop):
-                break
-    except KeyboardInterrupt:
-        print(f"interrupted: returning the history of {len(history)} finished epoch(s)", file=sys.stderr)
+        except KeyboardInterrupt:
+            print(f"interrupted in epoch {epoch + 1}: returning the state after its last step and the "
+                  f"history of {len(history)} finished epoch(s)", file=sys.stderr)
+            break
+        if any(stop):
+            break
     for cb in callbacks:
         cb.on_train_end(state, history)
     return state, history
+
+
+def _start(loader: Any, start_epoch: int | None) -> tuple[int, int]:
+    """``(epoch, batches already done)`` where training begins: ``start_epoch`` if given, else the
+    loader's position (``loader.state_dict()``: a restored loader's epoch and batch), else 0."""
+    if start_epoch is not None:
+        if not isinstance(start_epoch, (int, np.integer)) or start_epoch < 0:
+            raise ValueError(f"fit: start_epoch must be a non-negative int, got {start_epoch!r}")
+        return int(start_epoch), 0
+    if callable(getattr(loader, "state_dict", None)) and callable(getattr(loader, "load_state_dict", None)):
+        position = loader.state_dict()
+        if isinstance(position, dict) and {"epoch", "batches_done"} <= set(position):  # funcnet's DataLoader
+            return int(position["epoch"]), int(position["batches_done"])
+    return 0, 0
+
+
+def _planned_steps(loader: Any, first_epoch: int, skip: int, epochs: int) -> int | None:
+    """How many steps ``fit`` will run, if the loader has a length."""
+    try:
+        per_epoch = len(loader)
+    except TypeError:
+        return None
+    return (epochs - first_epoch) * per_epoch - skip
+
+
+def _check_live(state: TrainState) -> None:
+    """A state whose arrays were donated to an earlier step cannot train: say so up front."""
+    if any(getattr(leaf, "is_deleted", lambda: False)() for leaf in jax.tree.leaves(state)):
+        raise _consumed_state_error(RuntimeError("donated"))
+
+
+def _check_position(state: TrainState, loader: Any, epoch: int, skip: int) -> None:
+    """Warn when a trained state meets a loader that is not where that state stopped (the state was
+    restored but the loader was not): the run would replay batches the state has already seen."""
+    try:
+        per_epoch = len(loader)
+    except TypeError:
+        return
+    done = int(jax.device_get(state.step))
+    if done and done != epoch * per_epoch + skip:
+        warnings.warn(
+            f"fit: state.step is {done}, but the loader stands at epoch {epoch}, batch {skip} "
+            f"({epoch * per_epoch + skip} steps of {per_epoch} per epoch): to resume a run, restore the "
+            f"loader with the state (loader.load_state_dict(saved_loader_state)); training goes on from "
+            f"the loader's position",
+            stacklevel=3,
+        )
+
+
+def _check_horizon(optimizer: Any, state: TrainState, planned: int | None) -> None:
+    """Before training: the run's last update must lie within the horizon of a fixed-horizon
+    schedule (``OneCycleLR``), as torch would raise at that step. Unknown lengths are checked
+    step by step by the train step."""
+    from funcnet.optim.lr_scheduler import check_horizon, optimizer_horizon
+
+    if planned is not None and optimizer_horizon(optimizer) is not None:
+        done = int(jax.device_get(state.step))
+        check_horizon(optimizer, done + planned,
+                      f", and this fit would end after update {done + planned}: lower epochs or give the "
+                      f"schedule more steps")
 
 
 def _steps(model, loss_fn, optimizer, topk, compute_dtype, trainable, eval_modules, compiled, validate):
@@ -251,10 +349,12 @@ def _step_epoch(train_step, state, loader, epoch, epochs, progress, sync_every, 
                 lagged = (steps, running, _lr_snapshot(state.opt_state) if bar is not None else None)
         if bar is not None:
             report(steps, running, _lr_snapshot(state.opt_state))
+    except KeyboardInterrupt:
+        return state, running, total or steps, True
     finally:
         if bar is not None:
             bar.close()
-    return state, running, total or steps
+    return state, running, total or steps, False
 
 
 def _device_arrays(loader: Any):
@@ -266,8 +366,11 @@ def _device_arrays(loader: Any):
     return loader.device_arrays()
 
 
-def _compiled_epoch(epoch_fn, state, loader, data, epoch):
+def _compiled_epoch(epoch_fn, state, loader, data, epoch, skip=0):
+    """One compiled epoch; ``skip`` batches already done (a resumed epoch runs the rest)."""
     indices, mask = loader.epoch_indices(epoch, with_mask=True)  # already on the device
+    if skip:
+        indices, mask = indices[skip:], mask[skip:]
     last_row = np.asarray(mask[-1])  # only the mask's last row comes to the host
     if last_row.all():
         return epoch_fn(state, data, indices)

@@ -4,6 +4,14 @@ A :class:`Metrics` value holds two arrays — the loss sum and a vector of integ
 counts — so a compiled step returns two small buffers, not one per metric.
 ``batch_metrics`` makes one batch's sums, ``merge`` adds two, ``compute`` turns the
 sums into values on the host once, at the end of an epoch or a log interval.
+
+Reading them (each read waits for the step that produced them)::
+
+    state, m = train_step(state, (x, y))
+    m["loss"], m["accuracy"]    # mean loss per sample, accuracy (classification)
+    float(m)                    # the mean loss, as torch's loss.item()
+    metrics.compute(m)          # {'loss': ..., 'samples': ..., 'accuracy': ...}
+    running = metrics.empty()   # sums over many steps: step.accumulate(state, running, batch)
 """
 
 from __future__ import annotations
@@ -22,7 +30,10 @@ _SAMPLES, _BATCHES, _CLASSIFIED, _CORRECT, _NONFINITE, _TOPK = range(6)
 @dataclass(frozen=True)
 class Metrics:
     """Loss sum (float32 scalar) and integer counts: samples, batches, classified samples,
-    correct predictions, the first step whose loss was not finite (−1: none), and top-k hits."""
+    correct predictions, the first step whose loss was not finite (−1: none), and top-k hits.
+
+    Read as ``m["loss"]`` / ``m["accuracy"]`` / ``float(m)`` (mean loss) or ``compute(m)``;
+    ``loss_sum`` is a *sum* over samples, kept so that merged values average correctly."""
 
     loss_sum: jax.Array
     counts: jax.Array
@@ -31,6 +42,31 @@ class Metrics:
     @property
     def nonfinite_step(self) -> jax.Array:
         return self.counts[_NONFINITE]
+
+    def compute(self) -> dict[str, Any]:
+        """Host values: see :func:`compute`."""
+        return compute(self)
+
+    def __getitem__(self, name: str) -> Any:
+        """``m["loss"]`` (mean per sample), ``m["accuracy"]``, ``m["samples"]``, ``m["top5_accuracy"]``."""
+        values = compute(self)
+        if name not in values:
+            raise KeyError(f"Metrics has {sorted(values)}, not {name!r}"
+                           + (" (accuracy is counted for integer class targets only)" if "accuracy" in name else ""))
+        return values[name]
+
+    def keys(self) -> list[str]:
+        return list(compute(self))
+
+    def __float__(self) -> float:
+        """The mean loss per sample (torch's ``loss.item()`` for one batch)."""
+        return compute(self)["loss"]
+
+    def __repr__(self) -> str:
+        if isinstance(self.loss_sum, jax.core.Tracer):  # inside jit: no values to show
+            return f"Metrics(loss_sum={self.loss_sum}, counts={self.counts})"
+        values = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in compute(self).items())
+        return f"Metrics({values})"
 
 
 def empty(topk: tuple[int, ...] = ()) -> Metrics:

@@ -16,6 +16,7 @@ import numpy as np
 import optax
 
 from funcnet.nn import _rng
+from funcnet.nn.module import as_variables
 from funcnet.nn.utils.trainable import split_trainable
 
 
@@ -43,22 +44,25 @@ class TrainState:
         cls,
         model: Any,
         optimizer: optax.GradientTransformation,
-        key: jax.Array,
+        key: jax.Array | int,
         variables: Any = None,
         trainable: Any = None,
     ) -> TrainState:
         """Initialise ``model`` (unless ``variables`` is given) and the optimizer.
 
+        ``key``: a ``jax.random.key`` (``funcnet.manual_seed(0)``) or an int seed, which is
+        ``jax.random.key(seed)`` as ``manual_seed`` makes it.
         Two keys are derived from ``key``: one initialises the parameters, the other
         becomes the run key for dropout and augmentation. ``trainable`` (a name
         selector, as in ``make_train_step(..., trainable=...)``) initialises the
         optimizer on that part of the parameters only: no state for the frozen rest.
         """
+        key = _as_key(key)
         # Host-side derivation (no compilation): start-up time matters for short scripts.
         init_key, run_key = _rng.derive_key(key, 1), _rng.derive_key(key, 2)
         if variables is None:
             variables = model.init(init_key)
-        params, buffers = variables
+        params, buffers = as_variables(model, variables, where="TrainState.create(variables=...)")
         return cls(
             params=params,
             buffers=buffers,
@@ -77,3 +81,17 @@ class TrainState:
         from funcnet.nn.module import Variables
 
         return Variables(self.params, self.buffers)
+
+
+def _as_key(key: Any) -> jax.Array:
+    """An int seed becomes ``jax.random.key(seed)`` (torch users write ``create(model, opt, 0)``)."""
+    if isinstance(key, (bool, np.bool_)):
+        raise TypeError(f"TrainState.create: key must be a jax.random.key or an int seed, got {key!r}")
+    if isinstance(key, (int, np.integer)):
+        return jax.random.key(int(key))
+    if not hasattr(key, "dtype"):
+        raise TypeError(
+            f"TrainState.create: key must be a jax.random.key (funcnet.manual_seed(0)) or an int seed, "
+            f"got a {type(key).__name__}"
+        )
+    return key

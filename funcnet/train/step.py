@@ -56,6 +56,7 @@ def train_step_fn(
             )
             return loss_fn(out, target), (out, buffers)
 
+        _check_optimizer(optimizer, state, trainable)  # at trace time only
         if trainable is None:
             (loss, (out, buffers)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
             updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
@@ -78,6 +79,69 @@ def train_step_fn(
     return step
 
 
+def _check_optimizer(optimizer: optax.GradientTransformation, state: TrainState, trainable: Any) -> None:
+    """The step's optimizer must be the one ``state.opt_state`` was made with: compare the state
+    tree it would create with the state's (at trace time, shapes only) and say so if they differ,
+    instead of optax's "The number of updates and states has to be the same in chain!"."""
+    params = state.params if trainable is None else split_trainable(state.params, trainable)[0]
+    expected = jax.tree.structure(jax.eval_shape(optimizer.init, params))
+    actual = jax.tree.structure(state.opt_state)
+    if expected != actual:
+        raise TypeError(
+            "the optimizer given to the train step (make_train_step / fit) is not the one "
+            "state.opt_state was made with: build both from one object, e.g. "
+            "opt = funcnet.optim.Adam(lr=1e-3); state = TrainState.create(model, opt, key); "
+            "fit(model, state, loader, optimizer=opt, ...)"
+            + ("" if trainable is None else " (with trainable=..., create the state with the same trainable=)")
+            + f".\n  state.opt_state: {_brief(actual)}\n  optimizer.init:  {_brief(expected)}"
+        )
+
+
+def _brief(treedef: Any) -> str:
+    text = str(treedef)
+    return text if len(text) <= 300 else text[:300] + " ..."
+
+
+def _consumed_state_error(error: Exception) -> Exception:
+    """A clear error for a state whose buffers were donated to an earlier step (XLA says only
+    "Buffer has been deleted or donated"), else ``error`` itself."""
+    text = str(error)
+    if "deleted" in text or "donated" in text:
+        return RuntimeError(
+            "this TrainState was consumed by a previous train step: the step donates its input state "
+            "(its arrays are updated in place), so use the state it returned "
+            "(state, metrics = step(state, batch)), or make_train_step(..., donate=False) to keep inputs"
+        )
+    return error
+
+
+class _Horizon:
+    """Host-side count of updates against the optimizer's schedule horizon (``OneCycleLR``):
+    raises torch's error before the first update past it. The count comes from the device once
+    (the first state seen) and is then kept on the host for the states the step returns, so
+    checking costs no device synchronisation per step."""
+
+    def __init__(self, optimizer: optax.GradientTransformation) -> None:
+        from funcnet.optim.lr_scheduler import optimizer_horizon
+
+        self.optimizer = optimizer
+        self.horizon = optimizer_horizon(optimizer)
+        self._last: tuple[Any, int] | None = None  # (the state last returned, its step)
+
+    def before(self, state: TrainState) -> int:
+        if self._last is not None and self._last[0] is state:
+            count = self._last[1]
+        else:
+            count = int(jax.device_get(state.step))
+        from funcnet.optim.lr_scheduler import check_horizon
+
+        check_horizon(self.optimizer, count + 1)
+        return count
+
+    def after(self, new_state: TrainState, count: int) -> None:
+        self._last = (new_state, count + 1)
+
+
 def eval_step_fn(model: Any, loss_fn: LossFn, topk: tuple[int, ...] = (), compute_dtype: Any = None):
     """The un-jitted eval step ``(state, (x, y)) -> metrics`` (eval mode, no key)."""
 
@@ -97,8 +161,10 @@ class TrainStep:
     on the device with no extra dispatch per step. Only ``state`` is donated.
     """
 
-    def __init__(self, fn: Callable, donate: bool = True):
+    def __init__(self, fn: Callable, donate: bool = True, optimizer: optax.GradientTransformation | None = None):
         self.fn = fn
+        horizon = _Horizon(optimizer) if optimizer is not None else None
+        self._horizon = horizon if horizon is not None and horizon.horizon is not None else None
         donate_state = (0,) if donate else ()
         self._step = jax.jit(fn, donate_argnums=donate_state)
 
@@ -111,10 +177,20 @@ class TrainStep:
         self._accumulate = jax.jit(accumulate, donate_argnums=(0,) if donate else ())
 
     def __call__(self, state: TrainState, batch: Any, key: jax.Array | None = None):
-        return self._step(state, batch, key)
+        return self._run(self._step, state, batch, key)
 
     def accumulate(self, state: TrainState, running: M.Metrics, batch: Any):
-        return self._accumulate(state, running, batch)
+        return self._run(self._accumulate, state, running, batch)
+
+    def _run(self, compiled: Callable, state: TrainState, *args: Any):
+        try:
+            count = self._horizon.before(state) if self._horizon is not None else None
+            out = compiled(state, *args)
+        except (RuntimeError, ValueError) as error:
+            raise _consumed_state_error(error) from error
+        if self._horizon is not None:
+            self._horizon.after(out[0], count)
+        return out
 
 
 class EvalStep:
@@ -127,10 +203,16 @@ class EvalStep:
                                    donate_argnums=(1,))
 
     def __call__(self, state: TrainState, batch: Any) -> M.Metrics:
-        return self._step(state, batch)
+        try:
+            return self._step(state, batch)
+        except (RuntimeError, ValueError) as error:
+            raise _consumed_state_error(error) from error
 
     def accumulate(self, state: TrainState, running: M.Metrics, batch: Any) -> M.Metrics:
-        return self._accumulate(state, running, batch)
+        try:
+            return self._accumulate(state, running, batch)
+        except (RuntimeError, ValueError) as error:
+            raise _consumed_state_error(error) from error
 
 
 def make_train_step(
@@ -149,10 +231,16 @@ def make_train_step(
     Args:
         model: a funcnet ``Module``.
         loss_fn: ``loss_fn(output, target) -> scalar``, e.g. ``nn.CrossEntropyLoss()``.
-        optimizer: any ``optax.GradientTransformation`` (``funcnet.optim.SGD(lr=0.01)``, ...).
+        optimizer: any ``optax.GradientTransformation`` (``funcnet.optim.SGD(lr=0.01)``, ...): the
+            very one ``state.opt_state`` was made with (``TrainState.create(model, optimizer, key)``);
+            the state holds arrays only, so the step brings the functions. A different optimizer
+            raises a ``TypeError`` saying so at the first call. A fixed-horizon schedule inside it
+            (``OneCycleLR``) is checked on the host: the update past ``total_steps`` raises
+            torch's ``Tried to step N times`` error instead of extrapolating the lr.
         topk: extra top-k accuracies to count (e.g. ``(5,)``).
         compute_dtype: a mixed-precision policy, e.g. ``jnp.bfloat16`` (parameters stay float32).
-        donate: donate the input state's buffers (do not reuse the state you passed in).
+        donate: donate the input state's buffers (do not reuse the state you passed in: it raises
+            a ``RuntimeError`` saying the state was consumed).
         trainable: train only these parameters (torch: ``requires_grad_(False)`` on the rest).
             A predicate on the dotted torch name, a name, or a list of names / module prefixes
             (``"head"`` selects ``head.*``). Gradients are computed for this part only, and
@@ -162,7 +250,8 @@ def make_train_step(
             ``model.backbone.eval()``): their BatchNorm uses its running statistics, their
             dropout is off. Typical with a frozen backbone: ``eval_modules=("backbone",)``.
     """
-    return TrainStep(train_step_fn(model, loss_fn, optimizer, topk, compute_dtype, trainable, eval_modules), donate)
+    return TrainStep(train_step_fn(model, loss_fn, optimizer, topk, compute_dtype, trainable, eval_modules), donate,
+                     optimizer)
 
 
 def make_eval_step(model: Any, loss_fn: LossFn, *, topk: tuple[int, ...] = (), compute_dtype: Any = None) -> EvalStep:

@@ -9,7 +9,7 @@ uses torch's lr after ``c`` ``scheduler.step()`` calls when stepped per batch, o
 ``ReduceLROnPlateau`` is metric-driven: a pure ``plateau.step(opt_state, metric)``.
 """
 
-from funcnet.optim.lr_scheduler._base import LRSchedule, per_epoch
+from funcnet.optim.lr_scheduler._base import LRSchedule, check_horizon, optimizer_horizon, per_epoch
 from funcnet.optim.lr_scheduler.cosine import CosineAnnealingLR, CosineAnnealingWarmRestarts
 from funcnet.optim.lr_scheduler.one_cycle import OneCycleLR
 from funcnet.optim.lr_scheduler.plateau import PlateauState, ReduceLROnPlateau
@@ -37,5 +37,7 @@ __all__ = [
     "ReduceLROnPlateau",
     "SequentialLR",
     "StepLR",
+    "check_horizon",
+    "optimizer_horizon",
     "per_epoch",
 ]

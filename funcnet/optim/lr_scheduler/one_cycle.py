@@ -77,8 +77,11 @@ class OneCycleLR(LRSchedule):
     automatically when given ``lr=OneCycleLR(...)`` (as torch, this overrides the momentum/β1
     passed to the optimizer, and turns SGD momentum on even if it was 0).
 
-    Difference: torch raises when stepped past ``total_steps``; a compiled schedule cannot, so
-    the last phase's formula is simply extrapolated.
+    Past the end: torch raises when stepped past ``total_steps``; a compiled schedule cannot, so
+    evaluated at ``count >= total_steps`` it extrapolates the last phase's formula (the lr
+    rises again). ``horizon`` is ``total_steps``, and ``funcnet.train.fit`` / ``make_train_step``
+    check it on the host: the update after the last one raises torch's ``ValueError("Tried to
+    step 70 times. The specified number of total steps is 69")`` before it runs.
     """
 
     def __init__(
@@ -123,6 +126,11 @@ class OneCycleLR(LRSchedule):
         self.three_phase = bool(three_phase)
         self.steps_per_epoch = 1
         self.momentum = _Cycled(self, "momentum") if self.cycle_momentum else None
+
+    @property
+    def horizon(self) -> int:
+        """``total_steps``: the number of optimizer updates the cycle is defined for."""
+        return self.total_steps * self.steps_per_epoch
 
     @property
     def max_lr(self) -> float:

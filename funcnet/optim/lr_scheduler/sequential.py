@@ -57,6 +57,13 @@ class SequentialLR(LRSchedule):
             out = jnp.where(epoch >= m, s.lr_at(jnp.maximum(epoch - m, 0)), out)
         return out
 
+    @property
+    def horizon(self) -> int | None:
+        """The last scheduler's horizon after the last milestone (None: no end)."""
+        last = self.schedulers[-1].horizon
+        start = self.milestones[-1] if self.milestones else 0
+        return None if last is None else (start + last) * self.steps_per_epoch
+
     def with_lr(self, lr: float) -> SequentialLR:
         new = super().with_lr(lr)
         new.schedulers = [s.with_lr(lr) for s in self.schedulers]
