@@ -1,0 +1,126 @@
+"""Static int8 arithmetic: torch's ``quantized::conv2d``/``linear``/``add``/``cat`` (fbgemm/x86).
+
+Integer products are accumulated exactly; the accumulator is requantized as fbgemm's
+``ReQuantizeOutput`` with a float bias::
+
+    acc   = Σ (x_q - x_zp) · w_q                              exact integers
+    a·w   = x_scale * w_scale[c]                              float32
+    y_q   = clamp(nearbyint((acc + bias[c] / a·w) * (a·w / y_scale)) + y_zp,
+                  y_zp if relu else 0, 255)
+
+**How the integers are multiplied** (``INT_PATH``): XLA:CPU has no fast int8 GEMM or
+convolution (an int8 ``dot_general`` with ``preferred_element_type=int32`` lowers to a
+generic loop, several times slower than float32; see benchmarks/RESULTS.md). But
+``|x_q - x_zp| ≤ 255`` and ``|w_q| ≤ 128``, so every product is below 2**15 and any sum of
+up to 512 of them is below 2**24: a float32 GEMM/convolution computes these integer sums
+*exactly*. ``"float32"`` (the default) therefore runs the integer arithmetic on XLA's fast
+float kernels, splitting longer contractions into exact chunks of 512 summed in int32;
+``"int8"`` uses int8 operands with int32 accumulation (kept for measurement).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from funcnet.quantization.qtensor import QTensor
+
+#: ``"float32"`` (exact integer sums on float kernels, fast) or ``"int8"`` (int8 x int8 -> int32).
+INT_PATH = "float32"
+#: the longest contraction whose float32 sum of |products| < 2**24 is exact (255 * 128 * 512 < 2**24).
+EXACT_CHUNK = 512
+
+
+def _centered(x: QTensor) -> jax.Array:
+    return x.int_repr.astype(jnp.int32) - x.zero_point
+
+
+def int_matmul(x_c: jax.Array, w_q: jax.Array) -> jax.Array:
+    """``Σ_k x_c[..., k] · w_q[o, k]`` exactly, as float32 (``x_c`` int32 in ±255, ``w_q`` int8)."""
+    k = x_c.shape[-1]
+    dims = (((x_c.ndim - 1,), (1,)), ((), ()))
+    if k <= EXACT_CHUNK:
+        return lax.dot_general(x_c.astype(jnp.float32), w_q.astype(jnp.float32), dims)
+    total = None
+    for start in range(0, k, EXACT_CHUNK):
+        part = lax.dot_general(x_c[..., start:start + EXACT_CHUNK].astype(jnp.float32),
+                               w_q[:, start:start + EXACT_CHUNK].astype(jnp.float32), dims).astype(jnp.int32)
+        total = part if total is None else total + part
+    return total.astype(jnp.float32)
+
+
+def int_matmul_uint8(x: QTensor, w_q: jax.Array, path: str | None = None) -> jax.Array:
+    """``Σ (x_q - x_zp) · w_q`` over the last axis of ``x``, exact, as float32."""
+    path = path or INT_PATH
+    if path == "int8":
+        dims = (((x.ndim - 1,), (1,)), ((), ()))
+        x_s = (x.int_repr.astype(jnp.int32) - 128).astype(jnp.int8)
+        acc = lax.dot_general(x_s, w_q, dims, preferred_element_type=jnp.int32)
+        acc = acc + (128 - x.zero_point) * jnp.sum(w_q.astype(jnp.int32), axis=1)
+        return acc.astype(jnp.float32)
+    return int_matmul(_centered(x), w_q)
+
+
+def int_conv(x: QTensor, w_q: jax.Array, stride, padding, dilation, groups: int, path: str | None = None) -> jax.Array:
+    """``conv(x_q - x_zp, w_q)`` (NC* layout, zero padding = the zero point) exactly, as float32."""
+    path = path or INT_PATH
+    n = w_q.ndim - 2
+    spec = ("NC" + "DHW"[-n:], "OI" + "DHW"[-n:], "NC" + "DHW"[-n:])
+    conv = lambda a, w, **kw: lax.conv_general_dilated(  # noqa: E731
+        a, w, window_strides=stride, padding=padding, rhs_dilation=dilation,
+        feature_group_count=groups, dimension_numbers=spec, **kw)
+    if path == "int8":
+        # padding must contribute (x_zp - x_zp) = 0: pad the centered values, which need int16;
+        # int8 operands only when the centered input fits (zero point 0 and values <= 127).
+        x_c = _centered(x)
+        return conv(x_c.astype(jnp.int16), w_q.astype(jnp.int16), preferred_element_type=jnp.int32).astype(jnp.float32)
+    x_c = _centered(x).astype(jnp.float32)
+    w = w_q.astype(jnp.float32)
+    per_group_in = w_q.shape[1]
+    taps = 1
+    for s in w_q.shape[2:]:
+        taps *= s
+    if per_group_in * taps <= EXACT_CHUNK or groups != 1:
+        if per_group_in * taps > EXACT_CHUNK:
+            raise NotImplementedError("quantized grouped convolution with a fan-in above 512 per group")
+        return conv(x_c, w)
+    step = max(1, EXACT_CHUNK // taps)
+    total = None
+    for start in range(0, per_group_in, step):
+        part = conv(x_c[:, start:start + step], w[:, start:start + step]).astype(jnp.int32)
+        total = part if total is None else total + part
+    return total.astype(jnp.float32)
+
+
+def requantize(acc: jax.Array, x_scale: jax.Array, w_scale: jax.Array, bias: jax.Array | None,
+               out_scale: jax.Array, out_zero_point: jax.Array, relu: bool, channel_axis: int) -> QTensor:
+    """fbgemm's ``ReQuantizeOutput`` (float bias, per-tensor or per-channel weight scale)."""
+    shape = [1] * acc.ndim
+    shape[channel_axis] = -1
+    act_w = (x_scale * w_scale).astype(jnp.float32)
+    multiplier = act_w / out_scale
+    if act_w.ndim:
+        act_w, multiplier = act_w.reshape(shape), multiplier.reshape(shape)
+    if bias is not None:
+        acc = acc + (bias.reshape(shape) / act_w)
+    q = jnp.rint(acc * multiplier).astype(jnp.int32) + out_zero_point
+    q = jnp.clip(q, out_zero_point if relu else 0, 255)
+    return QTensor(q.astype(jnp.uint8), out_scale, out_zero_point)
+
+
+def requantize_float(y: jax.Array, scale: jax.Array, zero_point: jax.Array, relu: bool = False) -> QTensor:
+    """Quantize a float result to ``(scale, zero_point)`` (torch's quantized add/cat output)."""
+    q = jnp.rint(y * (jnp.float32(1) / scale)).astype(jnp.int32) + zero_point
+    q = jnp.clip(q, zero_point if relu else 0, 255)
+    return QTensor(q.astype(jnp.uint8), scale, zero_point)
+
+
+def add(a: QTensor, b: QTensor, scale, zero_point, relu: bool = False) -> QTensor:
+    """``torch.ops.quantized.add(a, b, scale, zero_point)`` (``add_relu`` with ``relu``)."""
+    return requantize_float(a.dequantize() + b.dequantize(), scale, zero_point, relu)
+
+
+def cat(xs, dim: int, scale, zero_point) -> QTensor:
+    """``torch.ops.quantized.cat``: each input requantized to the output's parameters."""
+    return requantize_float(jnp.concatenate([x.dequantize() for x in xs], axis=dim), scale, zero_point)

@@ -1,0 +1,244 @@
+"""Static int8 quantization against torch 2.13's eager mode (torch.ao.quantization).
+
+Same float weights and the same calibration batches go through torch's
+fuse_modules / prepare / calibrate / convert and funcnet's; compared: fused weights
+(bit-equal), observer state (histogram, min, max: equal), output scales and zero
+points (equal), int8 weights and weight scales (equal), and int8 outputs (equal,
+or within one quantization step where torch's kernels round differently).
+"""
+
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+
+import funcnet
+import funcnet.nn as nn
+from funcnet import quantization as Q
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import torch.ao.quantization as tq
+
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::DeprecationWarning"),
+    pytest.mark.filterwarnings("ignore:.*deprecated:UserWarning"),
+]
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.quant = Q.QuantStub()
+        self.conv1 = nn.Conv2d(2, 8, 3, padding=1)
+        self.bn1 = nn.BatchNorm2d(8)
+        self.relu1 = nn.ReLU()
+        self.pool = nn.MaxPool2d(2)
+        self.conv2 = nn.Conv2d(8, 6, 3, bias=False)
+        self.bn2 = nn.BatchNorm2d(6)
+        self.fc1 = nn.Linear(6 * 2 * 2, 16)
+        self.relu2 = nn.ReLU()
+        self.fc2 = nn.Linear(16, 5)
+        self.dequant = Q.DeQuantStub()
+
+    def forward(self, x):
+        x = self.pool(self.relu1(self.bn1(self.conv1(self.quant(x)))))
+        x = funcnet.flatten(self.bn2(self.conv2(x)), 1)
+        return self.dequant(self.fc2(self.relu2(self.fc1(x))))
+
+
+class TorchNet(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.quant = tq.QuantStub()
+        self.conv1 = torch.nn.Conv2d(2, 8, 3, padding=1)
+        self.bn1 = torch.nn.BatchNorm2d(8)
+        self.relu1 = torch.nn.ReLU()
+        self.pool = torch.nn.MaxPool2d(2)
+        self.conv2 = torch.nn.Conv2d(8, 6, 3, bias=False)
+        self.bn2 = torch.nn.BatchNorm2d(6)
+        self.fc1 = torch.nn.Linear(6 * 2 * 2, 16)
+        self.relu2 = torch.nn.ReLU()
+        self.fc2 = torch.nn.Linear(16, 5)
+        self.dequant = tq.DeQuantStub()
+
+    def forward(self, x):
+        x = self.pool(self.relu1(self.bn1(self.conv1(self.quant(x)))))
+        x = torch.flatten(self.bn2(self.conv2(x)), 1)
+        return self.dequant(self.fc2(self.relu2(self.fc1(x))))
+
+
+FUSE = [["conv1", "bn1", "relu1"], ["conv2", "bn2"], ["fc1", "relu2"]]
+
+
+def float_pair(seed=0):
+    rng = np.random.default_rng(seed)
+    model = Net()
+    variables = model.init(jax.random.key(seed))
+    sd = {k: np.asarray(v) for k, v in model.state_dict(variables).items()}
+    for k in sd:  # BatchNorm away from identity
+        if k.endswith("running_mean"):
+            sd[k] = rng.normal(0, 0.3, sd[k].shape).astype(np.float32)
+        elif k.endswith("running_var"):
+            sd[k] = rng.uniform(0.3, 2.0, sd[k].shape).astype(np.float32)
+        elif ".bn" in "." + k and k.endswith(("weight", "bias")):
+            sd[k] = rng.normal(0.8 if k.endswith("weight") else 0.1, 0.3, sd[k].shape).astype(np.float32)
+    variables, _ = model.load_state_dict(sd)
+    tmodel = TorchNet()
+    tmodel.load_state_dict({k: torch.tensor(v) for k, v in sd.items()})
+    return model, variables, tmodel.eval()
+
+
+def batches(seed=1, n=3):
+    rng = np.random.default_rng(seed)
+    # growing ranges: the histogram is re-binned (upscaled) between batches
+    return [(rng.normal(0, 1 + i, (4, 2, 8, 8)) + 0.3 * i).astype(np.float32) for i in range(n)]
+
+
+def run_both(engine="x86", seed=0, qconfig_name=None):
+    qconfig_name = qconfig_name or engine
+    model, variables, tmodel = float_pair(seed)
+    data = batches(seed + 1)
+    torch.backends.quantized.engine = engine
+    tmodel.qconfig = tq.get_default_qconfig(qconfig_name)
+    tfused = tq.fuse_modules(tmodel, FUSE)
+    tprep = tq.prepare(tfused)
+    with torch.no_grad():
+        for x in data:
+            tprep(torch.tensor(x))
+    tprep_state = {k: v.clone() for k, v in tprep.state_dict().items()}
+    tq_model = tq.convert(tprep)
+
+    fused, fv = Q.fuse_modules(model, variables, FUSE)
+    prepared, pv = Q.prepare(fused, fv, Q.get_default_qconfig(qconfig_name))
+    pv = Q.calibrate(prepared, pv, data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing may be left in float here
+        qmodel, qv = Q.convert(prepared, pv)
+    return dict(model=model, variables=variables, tfused=tfused, fused=fused, fv=fv, prepared=prepared, pv=pv,
+                tprep_state=tprep_state, tq=tq_model, qmodel=qmodel, qv=qv, data=data)
+
+
+@pytest.fixture(scope="module")
+def x86():
+    return run_both("x86")
+
+
+def test_fused_conv_bn_relu_weights_equal_torch(x86):
+    tsd = x86["tfused"].state_dict()
+    fsd = x86["fused"].state_dict(x86["fv"])
+    assert list(fsd) == [k for k in tsd if not k.startswith(("bn", "relu"))]
+    for key, value in fsd.items():
+        np.testing.assert_array_equal(np.asarray(value), tsd[key].numpy(), err_msg=key)
+    assert type(x86["fused"].conv1).__name__ == "ConvReLU2d" and type(x86["fused"].bn1).__name__ == "Identity"
+
+
+def test_observer_state_in_model_matches_torch(x86):
+    """The QuantStub's observer sees the inputs themselves: bit-equal. Later observers see
+    float conv/linear outputs, whose last bits differ between XLA's and torch's float
+    kernels; their state agrees to float rounding (exactness of the observers themselves is
+    tested below on identical inputs)."""
+    psd = x86["prepared"].state_dict(x86["pv"])
+    tsd = x86["tprep_state"]
+    assert list(psd) == list(tsd)
+    for key in psd:
+        if key.startswith("quant."):
+            np.testing.assert_array_equal(np.asarray(psd[key]), tsd[key].numpy(), err_msg=key)
+        elif key.endswith("histogram"):
+            total = float(tsd[key].sum())
+            assert abs(float(np.sum(psd[key])) - total) <= 1e-3 * total
+            assert np.abs(np.asarray(psd[key]) - tsd[key].numpy()).sum() <= 0.01 * total, key
+        else:
+            np.testing.assert_allclose(np.asarray(psd[key]), tsd[key].numpy(), rtol=1e-5, err_msg=key)
+
+
+def observer_batches(rng):
+    """Batches whose ranges grow, shrink, shift and collapse: every histogram branch."""
+    return [  # one shape: one compilation
+        rng.normal(0, 1, (20, 3)).astype(np.float32),
+        (rng.normal(0, 3, (20, 3)) + 1).astype(np.float32),     # wider both sides: upscale
+        rng.uniform(-0.5, 0.5, (20, 3)).astype(np.float32),     # inside: same range
+        np.abs(rng.normal(0, 6, (20, 3))).astype(np.float32),   # wider on the right only
+        rng.standard_cauchy((20, 3)).astype(np.float32) * 2,    # outliers
+    ]
+
+
+@pytest.mark.parametrize("kind", ["minmax", "moving", "histogram", "histogram_single_value_first"])
+@pytest.mark.parametrize("reduce_range", [True, False])
+def test_observers_equal_torch_on_identical_inputs(rng, kind, reduce_range):
+    xs = observer_batches(rng)
+    if kind == "histogram_single_value_first":
+        xs = [np.full((20, 3), 0.7, np.float32)] + xs
+    if kind == "minmax":
+        ours, theirs = Q.MinMaxObserver(reduce_range=reduce_range), tq.MinMaxObserver(reduce_range=reduce_range)
+    elif kind == "moving":
+        ours = Q.MovingAverageMinMaxObserver(reduce_range=reduce_range)
+        theirs = tq.MovingAverageMinMaxObserver(reduce_range=reduce_range)
+    else:
+        ours, theirs = Q.HistogramObserver(reduce_range=reduce_range), tq.HistogramObserver(reduce_range=reduce_range)
+    buffers = ours.init(jax.random.key(0)).buffers
+    step = jax.jit(lambda b, x: ours.apply({}, x, buffers=b, train=True)[1])
+    for x in xs:
+        buffers = step(buffers, jnp.asarray(x))
+        theirs(torch.tensor(x))
+        for key, value in theirs.state_dict().items():
+            np.testing.assert_array_equal(np.asarray(buffers[key]), value.numpy(), err_msg=key)
+    scale, zp = ours.calculate_qparams(buffers)
+    t_scale, t_zp = theirs.calculate_qparams()
+    assert np.float32(np.ravel(scale)[0]) == np.float32(t_scale.item())
+    assert int(np.ravel(zp)[0]) == int(t_zp.item())
+
+
+@pytest.mark.parametrize("per_channel", [True, False])
+def test_weight_observers_equal_torch(rng, per_channel):
+    w = rng.normal(0, 0.3, (7, 3, 3, 3)).astype(np.float32)
+    w[2] = 0.0
+    ours = Q.default_per_channel_weight_observer() if per_channel else Q.default_weight_observer()
+    theirs = tq.default_per_channel_weight_observer() if per_channel else tq.default_weight_observer()
+    theirs(torch.tensor(w))
+    scale, zp = ours.observe_weight(w)
+    t_scale, t_zp = theirs.calculate_qparams()
+    np.testing.assert_array_equal(np.ravel(scale), t_scale.numpy().astype(np.float32))
+    np.testing.assert_array_equal(np.ravel(zp), t_zp.numpy())
+
+
+def _torch_layer_qparams(tmodel):
+    out = {"quant": (float(tmodel.quant.scale), int(tmodel.quant.zero_point))}
+    for name in ("conv1", "conv2", "fc1", "fc2"):
+        layer = getattr(tmodel, name)
+        out[name] = (float(layer.scale), int(layer.zero_point))
+    return out
+
+
+def test_scales_zero_points_and_int8_weights_equal_torch(x86):
+    """Scales/zero points equal; for the layers after the first, whose observed ranges come from
+    float kernels (last-bit differences, see above), the scale may differ by one float32 ulp."""
+    qv, tmodel = x86["qv"].params, x86["tq"]
+    for name, (scale, zp) in _torch_layer_qparams(tmodel).items():
+        s, z = np.float32(np.ravel(qv[name]["scale"])[0]), int(np.ravel(qv[name]["zero_point"])[0])
+        assert z == zp, name
+        if name in ("quant", "conv1"):
+            assert s == np.float32(scale), name
+        else:
+            assert abs(s - np.float32(scale)) <= np.spacing(np.float32(scale)), name
+    for name in ("conv1", "conv2", "fc1", "fc2"):
+        tw = getattr(tmodel, name).weight()
+        np.testing.assert_array_equal(np.asarray(qv[name]["weight"]), tw.int_repr().numpy(), err_msg=name)
+        np.testing.assert_array_equal(np.asarray(qv[name]["weight_scale"]),
+                                      tw.q_per_channel_scales().numpy().astype(np.float32), err_msg=name)
+        tb = getattr(tmodel, name).bias()
+        np.testing.assert_array_equal(np.asarray(qv[name]["bias"]), tb.detach().numpy(), err_msg=name)
+
+
+def test_int8_outputs_within_one_step_of_torch(x86):
+    rng = np.random.default_rng(5)
+    x = rng.normal(0, 1.5, (16, 2, 8, 8)).astype(np.float32)
+    ours = np.asarray(jax.jit(x86["qmodel"].apply)(x86["qv"], jnp.asarray(x)))
+    theirs = x86["tq"](torch.tensor(x)).numpy()
+    step = float(x86["tq"].fc2.scale)
+    diff = np.abs(ours - theirs) / step
+    assert diff.max() <= 1 + 1e-3, diff.max()
+    assert np.mean(diff < 1e-3) > 0.9  # mostly bit-identical
