@@ -242,3 +242,84 @@ def test_int8_outputs_within_one_step_of_torch(x86):
     diff = np.abs(ours - theirs) / step
     assert diff.max() <= 1 + 1e-3, diff.max()
     assert np.mean(diff < 1e-3) > 0.9  # mostly bit-identical
+
+
+@pytest.mark.slow
+def test_per_tensor_weights_qnnpack_within_one_step():
+    r = run_both("qnnpack")
+    qv, tmodel = r["qv"].params, r["tq"]
+    for name in ("conv1", "conv2", "fc1", "fc2"):
+        tw = getattr(tmodel, name).weight()
+        np.testing.assert_array_equal(np.asarray(qv[name]["weight"]), tw.int_repr().numpy(), err_msg=name)
+        assert np.float32(qv[name]["weight_scale"]) == np.float32(tw.q_scale())
+    x = np.random.default_rng(6).normal(0, 1.5, (8, 2, 8, 8)).astype(np.float32)
+    ours = np.asarray(r["qmodel"].apply(r["qv"], jnp.asarray(x)))
+    theirs = tmodel(torch.tensor(x)).numpy()
+    assert np.abs(ours - theirs).max() <= float(tmodel.fc2.scale) * (1 + 1e-3)
+
+
+# -- bad input ------------------------------------------------------------------------------
+def test_convert_unprepared_model_raises():
+    model, variables, _ = float_pair()
+    with pytest.raises(ValueError, match="not prepared"):
+        Q.convert(model, variables)
+
+
+def test_calibrating_with_no_data_raises():
+    model, variables, _ = float_pair()
+    prepared, pv = Q.prepare(model, variables, Q.get_default_qconfig("x86"))
+    with pytest.raises(ValueError, match="no calibration batches"):
+        Q.calibrate(prepared, pv, [])
+    with pytest.raises(ValueError, match=r"observers \(quant.activation_post_process.*saw no data"):
+        Q.convert(prepared, pv)
+
+
+@pytest.mark.parametrize("name", ["arm", "X86", "fbgemm2"])
+def test_unknown_engine_raises(name):
+    with pytest.raises(ValueError, match="not supported"):
+        Q.get_default_qconfig(name)
+    with pytest.raises(AssertionError):
+        tq.get_default_qconfig(name)
+
+
+class WithSigmoid(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.quant = Q.QuantStub()
+        self.fc = nn.Linear(6, 4)
+        self.act = nn.Sigmoid()
+        self.head = nn.Linear(4, 3)
+        self.dequant = Q.DeQuantStub()
+
+    def forward(self, x):
+        return self.dequant(self.act(self.fc(self.quant(x))))
+
+
+def test_unquantizable_layer_is_left_float_and_reported():
+    model = WithSigmoid()
+    variables = model.init(jax.random.key(0))
+    prepared, pv = Q.prepare(model, variables, Q.default_qconfig)
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(5, 6)).astype(np.float32))
+    pv = Q.calibrate(prepared, pv, [x])
+    with pytest.warns(UserWarning, match=r"left in float: .*act \(Sigmoid\)"):
+        qmodel, qv = Q.convert(prepared, pv)
+    report = qmodel.conversion_report
+    # head is never called in forward: its observer saw nothing, so it stays float too
+    assert sorted((p, r) for p, _, r in report.float_modules) == [
+        ("act", "no int8 version in funcnet"), ("head", "not reached by the calibration batches")]
+    assert ("fc", "Linear", "Linear") in report.quantized
+    # the Sigmoid runs in float on the dequantized int8 Linear output: close to the float model
+    out = np.asarray(qmodel.apply(qv, x))
+    ref = np.asarray(model.apply(variables, x))
+    assert np.abs(out - ref).max() < 0.02
+
+
+def test_float_input_to_int8_layer_raises():
+    r_model = WithSigmoid()
+    variables = r_model.init(jax.random.key(0))
+    prepared, pv = Q.prepare(r_model, variables, Q.default_qconfig)
+    pv = Q.calibrate(prepared, pv, [jnp.ones((2, 6))])
+    with pytest.warns(UserWarning):
+        qmodel, qv = Q.convert(prepared, pv)
+    with pytest.raises(TypeError, match=r"Linear \(Linear\): expected a quantized input"):
+        qmodel.fc.apply(qv.params["fc"], jnp.ones((2, 6)))

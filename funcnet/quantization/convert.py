@@ -64,14 +64,20 @@ def _node(tree: dict, path: tuple[str, ...]) -> dict:
     return tree
 
 
+class _NotReached(Exception):
+    """An observer that saw no data while others did: its layer was not run in calibration."""
+
+
+def _saw_data(buffers: dict, path: tuple[str, ...]) -> bool:
+    state = _node(buffers, (*path, OBSERVER))
+    return not (np.all(np.asarray(state["min_val"]) == np.inf) and np.all(np.asarray(state["max_val"]) == -np.inf))
+
+
 def _output_qparams(module: Module, buffers: dict, path: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
     observer = module._modules[OBSERVER]
+    if not _saw_data(buffers, path):
+        raise _NotReached
     state = {k: np.asarray(v) for k, v in _node(buffers, (*path, OBSERVER)).items()}
-    if np.all(state["min_val"] == np.inf) and np.all(state["max_val"] == -np.inf):
-        raise ValueError(
-            f"convert: the observer {'.'.join((*path, OBSERVER))} ({type(observer).__name__}) saw no data; "
-            f"calibrate first: variables = calibrate(prepared, variables, batches)"
-        )
     scale, zp = observer.calculate_qparams(state)
     return np.float32(np.reshape(scale, ())), np.int32(np.reshape(zp, ()))
 
@@ -126,6 +132,11 @@ def convert(prepared: Module, variables: Variables) -> tuple[Module, Variables]:
     if not isinstance(variables, Variables):
         raise TypeError(f"convert: variables must be the Variables returned by prepare/calibrate, got "
                         f"{type(variables).__name__}")
+    observed = [tuple(n.split("."))[:-1] for n, _ in prepared.named_modules() if n.endswith(OBSERVER)]
+    if not any(_saw_data(variables.buffers, path) for path in observed):
+        names = ", ".join(".".join((*p, OBSERVER)) for p in observed[:3])
+        raise ValueError(f"convert: the observers ({names}, ...) saw no data; calibrate first: "
+                         f"variables = calibrate(prepared, variables, batches)")
     qmodel = copy.deepcopy(prepared)
     params, buffers = fuse._copy(variables.params), fuse._copy(variables.buffers)
     done, left = [], []
@@ -133,63 +144,75 @@ def convert(prepared: Module, variables: Variables) -> tuple[Module, Variables]:
     def replace(parent: Module, name: str, new: Module) -> None:
         parent._modules[name] = new
 
+    def keep_float(module: Module, name: str, child: Module, child_path: tuple, reason: str) -> None:
+        """Leave an observed layer in float: drop its observer, dequantize its inputs."""
+        del child._modules[OBSERVER]
+        _node(buffers, child_path).pop(OBSERVER, None)
+        base = type(child).__mro__[2] if isinstance(child, _Observed) else type(child)
+        child.__class__ = base
+        if not isinstance(child, (QuantStub, FloatFunctional)):
+            quantized.with_mixin(child, quantized._FloatIsland, "Float")
+        left.append((".".join(child_path), base.__name__, reason))
+
     def walk(module: Module, path: tuple[str, ...]) -> None:
         for name, child in list(module._modules.items()):
-            child_path = (*path, name)
-            dotted = ".".join(child_path)
-            qconfig = child.__dict__.get("_active_qconfig")
-            if name == OBSERVER:
-                continue
-            if isinstance(child, QuantStub):
-                if OBSERVER not in child._modules:
-                    continue
-                scale, zp = _output_qparams(child, buffers, child_path)
-                replace(module, name, quantized.Quantize())
-                _node(params, path)[name] = {"scale": jnp.asarray([scale]), "zero_point": jnp.asarray([zp])}
-                _node(buffers, path).pop(name, None)
-                done.append((dotted, "QuantStub", "Quantize"))
-            elif isinstance(child, DeQuantStub):
-                if qconfig is not None:
-                    replace(module, name, quantized.DeQuantize())
-                    done.append((dotted, "DeQuantStub", "DeQuantize"))
-            elif isinstance(child, FloatFunctional):
-                if OBSERVER not in child._modules:
-                    continue
-                scale, zp = _output_qparams(child, buffers, child_path)
-                replace(module, name, quantized.QFunctional())
-                _node(params, path)[name] = {"scale": jnp.asarray(scale), "zero_point": jnp.asarray(zp)}
-                _node(buffers, path).pop(name, None)
-                done.append((dotted, "FloatFunctional", "QFunctional"))
-            elif OBSERVER in child._modules and isinstance(child, _Observed):
-                result, reason = _quantize_weighted(child, _node(params, child_path), buffers, child_path)
-                base = type(child).__mro__[2].__name__
-                if result is None:
-                    del child._modules[OBSERVER]
-                    _node(buffers, child_path).pop(OBSERVER, None)
-                    child.__class__ = type(child).__mro__[2]
-                    quantized.with_mixin(child, quantized._FloatIsland, "Float")
-                    left.append((dotted, base, reason))
-                    continue
-                q, qparams = result
-                replace(module, name, q)
-                _node(params, path)[name] = qparams
-                _node(buffers, path).pop(name, None)
-                done.append((dotted, base, type(q).__name__))
-            elif qconfig is None:
-                continue
-            elif isinstance(child, act.ReLU):
-                quantized.with_mixin(child, quantized._QReLU, "Quantized")
-            elif isinstance(child, _PASS_THROUGH):
-                quantized.with_mixin(child, quantized._PassThrough, "Quantized")
-            elif isinstance(child, _ROUNDING):
-                quantized.with_mixin(child, quantized._Rounding, "Quantized")
-            elif child._modules and (isinstance(child, _CONTAINERS) or not (child._parameters or child._buffers)):
+            try:
+                visit(module, path, name, child)
+            except _NotReached:
+                keep_float(module, name, child, (*path, name), "not reached by the calibration batches")
+
+    def visit(module: Module, path: tuple[str, ...], name: str, child: Module) -> None:
+        child_path = (*path, name)
+        dotted = ".".join(child_path)
+        qconfig = child.__dict__.get("_active_qconfig")
+        if name == OBSERVER:
+            return
+        if isinstance(child, QuantStub):
+            if OBSERVER not in child._modules:
+                return
+            scale, zp = _output_qparams(child, buffers, child_path)
+            replace(module, name, quantized.Quantize())
+            _node(params, path)[name] = {"scale": jnp.asarray([scale]), "zero_point": jnp.asarray([zp])}
+            _node(buffers, path).pop(name, None)
+            done.append((dotted, "QuantStub", "Quantize"))
+        elif isinstance(child, DeQuantStub):
+            if qconfig is not None:
+                replace(module, name, quantized.DeQuantize())
+                done.append((dotted, "DeQuantStub", "DeQuantize"))
+        elif isinstance(child, FloatFunctional):
+            if OBSERVER not in child._modules:
+                return
+            scale, zp = _output_qparams(child, buffers, child_path)
+            replace(module, name, quantized.QFunctional())
+            _node(params, path)[name] = {"scale": jnp.asarray(scale), "zero_point": jnp.asarray(zp)}
+            _node(buffers, path).pop(name, None)
+            done.append((dotted, "FloatFunctional", "QFunctional"))
+        elif OBSERVER in child._modules and isinstance(child, _Observed):
+            result, reason = _quantize_weighted(child, _node(params, child_path), buffers, child_path)
+            base = type(child).__mro__[2].__name__
+            if result is None:
+                keep_float(module, name, child, child_path, reason)
+                return
+            q, qparams = result
+            replace(module, name, q)
+            _node(params, path)[name] = qparams
+            _node(buffers, path).pop(name, None)
+            done.append((dotted, base, type(q).__name__))
+        elif qconfig is None:
+            return
+        elif isinstance(child, act.ReLU):
+            quantized.with_mixin(child, quantized._QReLU, "Quantized")
+        elif isinstance(child, _PASS_THROUGH):
+            quantized.with_mixin(child, quantized._PassThrough, "Quantized")
+        elif isinstance(child, _ROUNDING):
+            quantized.with_mixin(child, quantized._Rounding, "Quantized")
+        elif child._modules and (isinstance(child, _CONTAINERS) or not (child._parameters or child._buffers)):
+            walk(child, child_path)
+        else:
+            left.append((dotted, type(child).__name__, "no int8 version in funcnet"))
+            quantized.with_mixin(child, quantized._FloatIsland, "Float")
+            if child._modules:
                 walk(child, child_path)
-            else:
-                quantized.with_mixin(child, quantized._FloatIsland, "Float")
-                left.append((dotted, type(child).__name__, "no int8 version in funcnet"))
-                if child._modules:
-                    walk(child, child_path)
 
     walk(qmodel, ())
     report = ConversionReport(done, left)
