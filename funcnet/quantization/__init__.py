@@ -22,6 +22,7 @@ for the arithmetic and the state_dict keys.
 from funcnet.quantization import functional, observer, quantized
 from funcnet.quantization.convert import ConversionReport, convert
 from funcnet.quantization.dynamic import LayerSize, SizeReport, quantize_dynamic, size_report
+from funcnet.quantization.dynamic_rnn import QuantizedGRU, QuantizedLSTM
 from funcnet.quantization.fuse import ConvReLU1d, ConvReLU2d, LinearReLU, fuse_modules
 from funcnet.quantization.linear import QuantizedLinear
 from funcnet.quantization.observer import (
@@ -76,6 +77,8 @@ __all__ = [
     "quantize_per_tensor",
     "quantized",
     "LayerSize",
+    "QuantizedGRU",
+    "QuantizedLSTM",
     "QuantizedLinear",
     "SizeReport",
     "activation_qparams",
