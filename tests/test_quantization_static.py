@@ -370,3 +370,25 @@ def test_histogram_range_search_equals_torch(rng, shape):
     scale, zp = ours.calculate_qparams(buffers)
     t_scale, t_zp = theirs.calculate_qparams()
     assert (np.float32(scale), int(zp)) == (np.float32(t_scale.item()), int(t_zp.item()))
+
+
+def test_state_dict_interchange_with_torch(x86):
+    """torch's converted weights/scales/zero points load into funcnet's converted model (same
+    outputs as funcnet's own), and funcnet's into torch's (strict), giving torch the same outputs."""
+    from funcnet.quantization.interop import from_torch_state_dict, to_torch_state_dict
+
+    qmodel, qv, tmodel = x86["qmodel"], x86["qv"], x86["tq"]
+    tsd = tmodel.state_dict()
+    ours = to_torch_state_dict(qmodel, qv)
+    assert list(ours) == list(tsd)
+    loaded = from_torch_state_dict(qmodel, tsd)
+    x = jnp.asarray(np.random.default_rng(8).normal(0, 1.5, (6, 2, 8, 8)).astype(np.float32))
+    t_out = tmodel(torch.tensor(np.asarray(x))).numpy()
+    np.testing.assert_allclose(np.asarray(qmodel.apply(loaded, x)), t_out, rtol=1e-6, atol=1e-6)
+
+    import copy
+
+    tcopy = copy.deepcopy(tmodel)
+    tcopy.load_state_dict(ours, strict=True)
+    np.testing.assert_allclose(tcopy(torch.tensor(np.asarray(x))).numpy(),
+                               np.asarray(qmodel.apply(qv, x)), rtol=1e-6, atol=1e-6)

@@ -24,6 +24,7 @@ from funcnet.quantization.convert import ConversionReport, convert
 from funcnet.quantization.dynamic import LayerSize, SizeReport, quantize_dynamic, size_report
 from funcnet.quantization.dynamic_rnn import QuantizedGRU, QuantizedLSTM
 from funcnet.quantization.fuse import ConvReLU1d, ConvReLU2d, LinearReLU, fuse_modules
+from funcnet.quantization.interop import from_torch_state_dict, to_torch_state_dict
 from funcnet.quantization.linear import QuantizedLinear
 from funcnet.quantization.observer import (
     HistogramObserver,
@@ -70,6 +71,7 @@ __all__ = [
     "default_qconfig",
     "default_weight_observer",
     "functional",
+    "from_torch_state_dict",
     "fuse_modules",
     "get_default_qconfig",
     "observer",
@@ -86,5 +88,6 @@ __all__ = [
     "quantize_dynamic",
     "quantize_weight",
     "size_report",
+    "to_torch_state_dict",
     "weight_qparams",
 ]

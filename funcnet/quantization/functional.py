@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from funcnet.quantization.qtensor import QTensor
@@ -70,11 +71,8 @@ def int_conv(x: QTensor, w_q: jax.Array, stride, padding, dilation, groups: int,
     conv = lambda a, w, **kw: lax.conv_general_dilated(  # noqa: E731
         a, w, window_strides=stride, padding=padding, rhs_dilation=dilation,
         feature_group_count=groups, dimension_numbers=spec, **kw)
-    if path == "int8":
-        # padding must contribute (x_zp - x_zp) = 0: pad the centered values, which need int16;
-        # int8 operands only when the centered input fits (zero point 0 and values <= 127).
-        x_c = _centered(x)
-        return conv(x_c.astype(jnp.int16), w_q.astype(jnp.int16), preferred_element_type=jnp.int32).astype(jnp.float32)
+    if path == "int8" and groups == 1:
+        return _int8_im2col_conv(x, w_q, stride, padding, dilation)
     x_c = _centered(x).astype(jnp.float32)
     w = w_q.astype(jnp.float32)
     per_group_in = w_q.shape[1]
@@ -91,6 +89,35 @@ def int_conv(x: QTensor, w_q: jax.Array, stride, padding, dilation, groups: int,
         part = conv(x_c[:, start:start + step], w[:, start:start + step]).astype(jnp.int32)
         total = part if total is None else total + part
     return total.astype(jnp.float32)
+
+
+def _int8_im2col_conv(x: QTensor, w_q: jax.Array, stride, padding, dilation) -> jax.Array:
+    """The convolution as one int8 x int8 -> int32 matmul over gathered windows (im2col).
+
+    ``x_q - 128`` fits int8; the border is padded with ``x_zp - 128`` (the quantized real
+    zero), so every window sums ``w·(x_q - x_zp)`` plus ``(x_zp - 128)·Σw`` per output
+    channel, which is subtracted. Returns float32 ``[N, O, *out]``.
+    """
+    n = w_q.ndim - 2
+    out_ch = w_q.shape[0]
+    x_s = (x.int_repr.astype(jnp.int32) - 128).astype(jnp.int8)
+    pad_value = (x.zero_point - 128).astype(jnp.int8)
+    x_p = lax.pad(x_s, pad_value, [(0, 0, 0), (0, 0, 0)] + [(lo, hi, 0) for lo, hi in padding])
+    spatial = x_p.shape[2:]
+    kernel = w_q.shape[2:]
+    out = [(size - d * (k - 1) - 1) // s + 1 for size, k, s, d in zip(spatial, kernel, stride, dilation, strict=True)]
+    taps = []
+    for offsets in np.ndindex(*kernel):
+        starts = [0, 0] + [o * d for o, d in zip(offsets, dilation, strict=True)]
+        limits = [x_p.shape[0], x_p.shape[1]] + [
+            st + (m - 1) * s + 1 for st, m, s in zip(starts[2:], out, stride, strict=True)]
+        taps.append(lax.slice(x_p, starts, limits, [1, 1, *stride]))
+    patches = jnp.stack(taps, axis=2)  # [N, C, K, *out]
+    patches = patches.reshape(patches.shape[0], -1, *out)  # [N, C*K, *out], C-major like the weight
+    w2 = w_q.reshape(out_ch, -1)
+    acc = lax.dot_general(patches, w2, (((1,), (1,)), ((), ())), preferred_element_type=jnp.int32)  # [N, *out, O]
+    acc = acc - (x.zero_point - 128) * jnp.sum(w2.astype(jnp.int32), axis=1)
+    return jnp.moveaxis(acc, -1, 1).astype(jnp.float32)
 
 
 def requantize(acc: jax.Array, x_scale: jax.Array, w_scale: jax.Array, bias: jax.Array | None,
