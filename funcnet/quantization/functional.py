@@ -8,14 +8,18 @@ Integer products are accumulated exactly; the accumulator is requantized as fbge
     y_q   = clamp(nearbyint((acc + bias[c] / a·w) * (a·w / y_scale)) + y_zp,
                   y_zp if relu else 0, 255)
 
-**How the integers are multiplied** (``INT_PATH``): XLA:CPU has no fast int8 GEMM or
-convolution (an int8 ``dot_general`` with ``preferred_element_type=int32`` lowers to a
-generic loop, several times slower than float32; see benchmarks/RESULTS.md). But
-``|x_q - x_zp| ≤ 255`` and ``|w_q| ≤ 128``, so every product is below 2**15 and any sum of
-up to 512 of them is below 2**24: a float32 GEMM/convolution computes these integer sums
-*exactly*. ``"float32"`` (the default) therefore runs the integer arithmetic on XLA's fast
-float kernels, splitting longer contractions into exact chunks of 512 summed in int32;
-``"int8"`` uses int8 operands with int32 accumulation (kept for measurement).
+**How the integers are multiplied** (``INT_PATH``; every path gives the same integers):
+
+* matrix products: XLA:CPU sends an ``int8 x int8 -> int32`` ``dot_general``
+  (``preferred_element_type=int32``) to YNNPACK's int8 GEMM, faster than the float32 GEMM
+  once the int8 weights' conversion is counted. ``x_q - 128`` fits int8; the shift is undone
+  with the weight row sums. Used by ``"auto"`` (default) and ``"int8"``.
+* convolutions: XLA:CPU's int8 ``conv_general_dilated`` is a generic loop (~7x slower than
+  float32). But ``|x_q - x_zp| ≤ 255`` and ``|w_q| ≤ 128``, so every product is below 2**15
+  and any sum of up to 512 of them below 2**24: the float32 convolution computes these integer
+  sums *exactly*. ``"auto"`` and ``"float32"`` use it (longer contractions are split into
+  exact chunks of 512 input taps, summed in int32). ``"int8"`` gathers the windows (im2col)
+  and uses the int8 GEMM instead; measured in benchmarks/quantization.py.
 """
 
 from __future__ import annotations
@@ -27,8 +31,8 @@ from jax import lax
 
 from funcnet.quantization.qtensor import QTensor
 
-#: ``"float32"`` (exact integer sums on float kernels, fast) or ``"int8"`` (int8 x int8 -> int32).
-INT_PATH = "float32"
+#: ``"auto"`` (int8 GEMM for Linear, exact float32 convolution), ``"float32"`` or ``"int8"`` (both ops).
+INT_PATH = "auto"
 #: the longest contraction whose float32 sum of |products| < 2**24 is exact (255 * 128 * 512 < 2**24).
 EXACT_CHUNK = 512
 
@@ -54,7 +58,7 @@ def int_matmul(x_c: jax.Array, w_q: jax.Array) -> jax.Array:
 def int_matmul_uint8(x: QTensor, w_q: jax.Array, path: str | None = None) -> jax.Array:
     """``Σ (x_q - x_zp) · w_q`` over the last axis of ``x``, exact, as float32."""
     path = path or INT_PATH
-    if path == "int8":
+    if path in ("auto", "int8"):
         dims = (((x.ndim - 1,), (1,)), ((), ()))
         x_s = (x.int_repr.astype(jnp.int32) - 128).astype(jnp.int8)
         acc = lax.dot_general(x_s, w_q, dims, preferred_element_type=jnp.int32)
@@ -98,7 +102,6 @@ def _int8_im2col_conv(x: QTensor, w_q: jax.Array, stride, padding, dilation) -> 
     zero), so every window sums ``w·(x_q - x_zp)`` plus ``(x_zp - 128)·Σw`` per output
     channel, which is subtracted. Returns float32 ``[N, O, *out]``.
     """
-    n = w_q.ndim - 2
     out_ch = w_q.shape[0]
     x_s = (x.int_repr.astype(jnp.int32) - 128).astype(jnp.int8)
     pad_value = (x.zero_point - 128).astype(jnp.int8)

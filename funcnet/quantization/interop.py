@@ -122,8 +122,8 @@ def from_torch_state_dict(qmodel: Module, state_dict: dict, strict: bool = True)
             raise RuntimeError(f"from_torch_state_dict: {path}'s weight is not a quantized tensor")
         per_channel = qw.qscheme() in (_torch().per_channel_affine, _torch().per_channel_symmetric)
         if per_channel != module.per_channel:
-            raise RuntimeError(f"from_torch_state_dict: {path} is {'per-channel' if module.per_channel else 'per-tensor'}"
-                               f" in funcnet, torch's weight is {qw.qscheme()}")
+            ours = "per-channel" if module.per_channel else "per-tensor"
+            raise RuntimeError(f"from_torch_state_dict: {path} is {ours} in funcnet, torch's weight is {qw.qscheme()}")
         flat[p + "weight"] = _numpy(qw.int_repr())
         if per_channel:
             flat[p + "weight_scale"] = _numpy(qw.q_per_channel_scales()).astype(np.float32)
