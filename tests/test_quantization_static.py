@@ -393,3 +393,29 @@ def test_state_dict_interchange_with_torch(x86):
     tcopy = copy.deepcopy(tmodel)
     tcopy.load_state_dict(ours, strict=True)
     np.testing.assert_allclose(tcopy(torch.tensor(np.asarray(x))).numpy(), ours_out, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_digits_cnn_static_int8_accuracy_within_one_point_of_float():
+    """examples/quantize.py's static path: the seed CNN trained on the digits (3 epochs)."""
+    import os
+    import sys
+
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "examples"))
+    from quantize import FUSE, QuantizableCNN, train_cnn
+
+    from funcnet.datasets import Digits
+
+    train_x, train_y = Digits(train=True).tensors
+    test_x, test_y = Digits(train=False).tensors
+    train_x, test_x = train_x.reshape(-1, 1, 8, 8), test_x.reshape(-1, 1, 8, 8)
+    model = QuantizableCNN()
+    variables = train_cnn(model, model.init(jax.random.key(0)), train_x, train_y, epochs=3, seed=0)
+    fused, v = Q.fuse_modules(model, variables, FUSE)
+    prepared, v = Q.prepare(fused, v, Q.get_default_qconfig("x86"))
+    v = Q.calibrate(prepared, v, [train_x[i:i + 64] for i in range(0, 512, 64)])
+    qmodel, qv = Q.convert(prepared, v)
+    float_acc = np.mean(np.asarray(jnp.argmax(model.apply(variables, test_x), -1)) == test_y)
+    int8_acc = np.mean(np.asarray(jnp.argmax(jax.jit(qmodel.apply)(qv, test_x), -1)) == test_y)
+    assert float_acc > 0.9
+    assert abs(float_acc - int8_acc) <= 0.01, (float_acc, int8_acc)
