@@ -419,3 +419,34 @@ def test_digits_cnn_static_int8_accuracy_within_one_point_of_float():
     int8_acc = np.mean(np.asarray(jnp.argmax(jax.jit(qmodel.apply)(qv, test_x), -1)) == test_y)
     assert float_acc > 0.9
     assert abs(float_acc - int8_acc) <= 0.01, (float_acc, int8_acc)
+
+
+@pytest.mark.parametrize("case", [
+    dict(c=3, o=5, k=(3, 3), stride=(2, 1), pad=(1, 2), dil=(1, 2), size=(9, 10)),
+    dict(c=80, o=4, k=(3, 3), stride=(1, 1), pad=(1, 1), dil=(1, 1), size=(5, 5)),  # fan-in 720 > 512: chunked
+    dict(c=4, o=6, k=(5,), stride=(2,), pad=(2,), dil=(1,), size=(17,)),
+    # the largest sums: 255 * -127 (odd) over 720 taps passes 2**24, where float32 stops being exact
+    dict(c=80, o=2, k=(3, 3), stride=(1, 1), pad=(0, 0), dil=(1, 1), size=(3, 3), extreme=True),
+])
+def test_integer_paths_exact(rng, case):
+    """Every INT_PATH gives the exact integer convolution (checked against int64 numpy)."""
+    from funcnet.quantization import functional as QF
+    from funcnet.quantization.qtensor import QTensor
+
+    n = len(case["k"])
+    xq = rng.integers(0, 256, (2, case["c"], *case["size"])).astype(np.uint8)
+    w = rng.integers(-128, 128, (case["o"], case["c"], *case["k"])).astype(np.int8)
+    zp = 37
+    if case.get("extreme"):
+        xq[:], w[:], zp = 255, -127, 0
+        w[0, 0, 0, 0] = -126
+    x = QTensor(jnp.asarray(xq), jnp.float32(0.1), jnp.int32(zp))
+    pads = [(p, p) for p in case["pad"]]
+    padded = np.pad(xq.astype(np.int64) - zp, [(0, 0), (0, 0)] + pads)
+    ref = torch.nn.functional.conv1d if n == 1 else torch.nn.functional.conv2d
+    expected = ref(torch.tensor(padded, dtype=torch.float64), torch.tensor(w.astype(np.float64)),
+                   stride=case["stride"], dilation=case["dil"]).numpy()
+    for path in ("float32", "int8", "auto"):
+        got = QF.int_conv(x, jnp.asarray(w), case["stride"], pads, case["dil"], 1, path)
+        # the int32 sum, rounded once to float32 (fbgemm also requantizes float(acc))
+        np.testing.assert_array_equal(np.asarray(got), expected.astype(np.int64).astype(np.float32), err_msg=path)

@@ -15,11 +15,12 @@ Integer products are accumulated exactly; the accumulator is requantized as fbge
   once the int8 weights' conversion is counted. ``x_q - 128`` fits int8; the shift is undone
   with the weight row sums. Used by ``"auto"`` (default) and ``"int8"``.
 * convolutions: XLA:CPU's int8 ``conv_general_dilated`` is a generic loop (~7x slower than
-  float32). But ``|x_q - x_zp| ≤ 255`` and ``|w_q| ≤ 128``, so every product is below 2**15
-  and any sum of up to 512 of them below 2**24: the float32 convolution computes these integer
-  sums *exactly*. ``"auto"`` and ``"float32"`` use it (longer contractions are split into
-  exact chunks of 512 input taps, summed in int32). ``"int8"`` gathers the windows (im2col)
-  and uses the int8 GEMM instead; measured in benchmarks/quantization.py.
+  float32). Two exact alternatives: (a) ``|x_q - x_zp| ≤ 255`` and ``|w_q| ≤ 128``, so every
+  product is below 2**15 and any sum of up to 512 of them below 2**24: the float32
+  convolution computes these integer sums *exactly* (longer contractions are split into
+  chunks of 512 input taps summed in int32); (b) gather the windows (im2col) and use the int8
+  GEMM. ``"float32"`` always takes (a), ``"int8"`` always (b), ``"auto"`` takes (b) for large
+  batches (``IM2COL_MIN_ROWS``) and (a) otherwise; measured in benchmarks/quantization.py.
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ from funcnet.quantization.qtensor import QTensor
 
 #: ``"auto"`` (int8 GEMM for Linear, exact float32 convolution), ``"float32"`` or ``"int8"`` (both ops).
 INT_PATH = "auto"
+#: ``"auto"`` gathers windows for the int8 GEMM from this many output positions (N·H_out·W_out) on;
+#: below it the float32 convolution's lower fixed cost wins (measured: batch 1 vs 256 of the seed CNN).
+IM2COL_MIN_ROWS = 1024
 #: the longest contraction whose float32 sum of |products| < 2**24 is exact (255 * 128 * 512 < 2**24).
 EXACT_CHUNK = 512
 
@@ -75,7 +79,7 @@ def int_conv(x: QTensor, w_q: jax.Array, stride, padding, dilation, groups: int,
     conv = lambda a, w, **kw: lax.conv_general_dilated(  # noqa: E731
         a, w, window_strides=stride, padding=padding, rhs_dilation=dilation,
         feature_group_count=groups, dimension_numbers=spec, **kw)
-    if path == "int8" and groups == 1:
+    if groups == 1 and (path == "int8" or (path == "auto" and _gemm_rows(x, w_q, stride) >= IM2COL_MIN_ROWS)):
         return _int8_im2col_conv(x, w_q, stride, padding, dilation)
     x_c = _centered(x).astype(jnp.float32)
     w = w_q.astype(jnp.float32)
@@ -93,6 +97,13 @@ def int_conv(x: QTensor, w_q: jax.Array, stride, padding, dilation, groups: int,
         part = conv(x_c[:, start:start + step], w[:, start:start + step]).astype(jnp.int32)
         total = part if total is None else total + part
     return total.astype(jnp.float32)
+
+
+def _gemm_rows(x: QTensor, w_q: jax.Array, stride) -> int:
+    rows = x.shape[0]
+    for size, s in zip(x.shape[2:], stride, strict=True):
+        rows *= max(1, size // s)
+    return rows
 
 
 def _int8_im2col_conv(x: QTensor, w_q: jax.Array, stride, padding, dilation) -> jax.Array:
