@@ -74,6 +74,14 @@ class TorchNet(torch.nn.Module):
 FUSE = [["conv1", "bn1", "relu1"], ["conv2", "bn2"], ["fc1", "relu2"]]
 
 
+@pytest.fixture(autouse=True)
+def x86_engine():
+    """torch's quantized engine is process-global: every test starts and ends on x86."""
+    torch.backends.quantized.engine = "x86"
+    yield
+    torch.backends.quantized.engine = "x86"
+
+
 def float_pair(seed=0):
     rng = np.random.default_rng(seed)
     model = Net()
