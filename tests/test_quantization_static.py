@@ -353,7 +353,8 @@ def test_float_input_to_int8_layer_raises():
 
 
 @pytest.mark.parametrize("shape", [pytest.param("normal_outliers", marks=pytest.mark.slow),
-                                   pytest.param("laplace", marks=pytest.mark.slow), "skewed", "bimodal"])
+                                   pytest.param("laplace", marks=pytest.mark.slow),
+                                   pytest.param("skewed", marks=pytest.mark.slow), "bimodal"])
 def test_histogram_range_search_equals_torch(rng, shape):
     """torch's _non_linear_param_search on the same histogram (set into its buffers)."""
     n = 20000
@@ -431,8 +432,9 @@ def test_digits_cnn_static_int8_accuracy_within_one_point_of_float():
 
 @pytest.mark.parametrize("case", [
     dict(c=3, o=5, k=(3, 3), stride=(2, 1), pad=(1, 2), dil=(1, 2), size=(9, 10)),
-    dict(c=80, o=4, k=(3, 3), stride=(1, 1), pad=(1, 1), dil=(1, 1), size=(5, 5)),  # fan-in 720 > 512: chunked
-    dict(c=4, o=6, k=(5,), stride=(2,), pad=(2,), dil=(1,), size=(17,)),
+    pytest.param(dict(c=80, o=4, k=(3, 3), stride=(1, 1), pad=(1, 1), dil=(1, 1), size=(5, 5)),  # chunked
+                 marks=pytest.mark.slow),
+    pytest.param(dict(c=4, o=6, k=(5,), stride=(2,), pad=(2,), dil=(1,), size=(17,)), marks=pytest.mark.slow),
     # the largest sums: 255 * -127 (odd) over 720 taps passes 2**24, where float32 stops being exact
     dict(c=80, o=2, k=(3, 3), stride=(1, 1), pad=(0, 0), dil=(1, 1), size=(3, 3), extreme=True),
 ])
