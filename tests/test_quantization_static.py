@@ -334,7 +334,7 @@ def test_unquantizable_layer_is_left_float_and_reported():
     # head is never called in forward: its observer saw nothing, so it stays float too
     assert sorted((p, r) for p, _, r in report.float_modules) == [
         ("act", "no int8 version in funcnet"), ("head", "not reached by the calibration batches")]
-    assert ("fc", "Linear", "Linear") in report.quantized
+    assert ("fc", "Linear", "quantized.Linear") in report.quantized
     # the Sigmoid runs in float on the dequantized int8 Linear output: close to the float model
     out = np.asarray(qmodel.apply(qv, x))
     ref = np.asarray(model.apply(variables, x))
@@ -460,3 +460,12 @@ def test_integer_paths_exact(rng, case):
         got = QF.int_conv(x, jnp.asarray(w), case["stride"], pads, case["dil"], 1, path)
         # the int32 sum, rounded once to float32 (fbgemm also requantizes float(acc))
         np.testing.assert_array_equal(np.asarray(got), expected.astype(np.int64).astype(np.float32), err_msg=path)
+
+
+def test_quantized_tensor_into_a_float_op_raises():
+    from funcnet.quantization.qtensor import quantize_per_tensor
+
+    q = quantize_per_tensor(jnp.ones((2, 3)), 0.1, 0)
+    assert funcnet.flatten(q.reshape(2, 3, 1), 1).shape == (2, 3)  # shape-only ops keep it quantized
+    with pytest.raises(TypeError, match="quantized tensor .* reached a float operation"):
+        jnp.tanh(q)

@@ -174,11 +174,11 @@ def convert(prepared: Module, variables: Variables) -> tuple[Module, Variables]:
             replace(module, name, quantized.Quantize())
             _node(params, path)[name] = {"scale": jnp.asarray([scale]), "zero_point": jnp.asarray([zp])}
             _node(buffers, path).pop(name, None)
-            done.append((dotted, "QuantStub", "Quantize"))
+            done.append((dotted, "QuantStub", "quantized.Quantize"))
         elif isinstance(child, DeQuantStub):
             if qconfig is not None:
                 replace(module, name, quantized.DeQuantize())
-                done.append((dotted, "DeQuantStub", "DeQuantize"))
+                done.append((dotted, "DeQuantStub", "quantized.DeQuantize"))
         elif isinstance(child, FloatFunctional):
             if OBSERVER not in child._modules:
                 return
@@ -186,7 +186,7 @@ def convert(prepared: Module, variables: Variables) -> tuple[Module, Variables]:
             replace(module, name, quantized.QFunctional())
             _node(params, path)[name] = {"scale": jnp.asarray(scale), "zero_point": jnp.asarray(zp)}
             _node(buffers, path).pop(name, None)
-            done.append((dotted, "FloatFunctional", "QFunctional"))
+            done.append((dotted, "FloatFunctional", "quantized.QFunctional"))
         elif OBSERVER in child._modules and isinstance(child, _Observed):
             result, reason = _quantize_weighted(child, _node(params, child_path), buffers, child_path)
             base = type(child).__mro__[2].__name__
@@ -197,7 +197,7 @@ def convert(prepared: Module, variables: Variables) -> tuple[Module, Variables]:
             replace(module, name, q)
             _node(params, path)[name] = qparams
             _node(buffers, path).pop(name, None)
-            done.append((dotted, base, type(q).__name__))
+            done.append((dotted, base, f"quantized.{type(q).__name__}"))
         elif qconfig is None:
             return
         elif isinstance(child, act.ReLU):
