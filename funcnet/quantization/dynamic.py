@@ -19,7 +19,12 @@ import jax.numpy as jnp
 
 from funcnet.nn.module import Module, Variables, as_variables
 from funcnet.nn.modules.linear import Linear
+from funcnet.nn.modules.rnn import GRU, LSTM
+from funcnet.quantization.dynamic_rnn import QuantizedGRU, QuantizedLSTM
 from funcnet.quantization.linear import QuantizedLinear
+
+#: float type -> its dynamic int8 replacement (torch's default dynamic mapping, these three).
+DYNAMIC_MAPPING = {Linear: QuantizedLinear, LSTM: QuantizedLSTM, GRU: QuantizedGRU}
 
 
 def _lookup(tree: dict, path: tuple[str, ...]) -> dict:
@@ -81,7 +86,7 @@ def quantize_dynamic(
     per_channel: bool = False,
     reduce_range: bool = True,
 ) -> tuple[Module, Variables]:
-    """Replace the model's ``nn.Linear`` layers by dynamic int8 :class:`QuantizedLinear`.
+    """Replace the model's ``nn.Linear`` (and ``nn.LSTM``/``nn.GRU``) layers by dynamic int8 ones.
 
     ``torch.ao.quantization.quantize_dynamic(model, qconfig_spec, dtype=torch.qint8)``:
     the weights are quantized once to int8 with torch's symmetric weight observer
@@ -92,7 +97,8 @@ def quantize_dynamic(
         model: the float model (configuration; not modified).
         variables_or_params: its ``Variables`` from ``init``/training, or just the params.
         qconfig_spec: what to quantize, as in torch: a set of module types
-            (default ``{nn.Linear}``; exact type match as torch) and/or dotted
+            (default ``{nn.Linear, nn.LSTM, nn.GRU}``, torch's default for these;
+            exact type match as torch; LSTM/GRU become :class:`QuantizedLSTM`/``QuantizedGRU``) and/or dotted
             submodule names (a name selects the Linear layers under it), or a dict
             ``{type_or_name: None | {"per_channel": bool, "reduce_range": bool}}``
             where None excludes. ``""`` names the whole model.
@@ -118,12 +124,15 @@ def quantize_dynamic(
         raise NotImplementedError(f"quantize_dynamic supports dtype=jnp.int8 only, got {jnp.dtype(dtype)}")
     params, buffers = as_variables(model, variables_or_params, where="quantize_dynamic")
     if qconfig_spec is None:
-        qconfig_spec = {Linear}
+        qconfig_spec = set(DYNAMIC_MAPPING)
 
     qmodel = copy.deepcopy(model)
-    replaced: dict[int, tuple[QuantizedLinear, dict]] = {}
+    replaced: dict[int, tuple[Module, dict]] = {}
     for path, module in qmodel.named_modules():
-        if not isinstance(module, Linear):
+        qclass = DYNAMIC_MAPPING.get(type(module))
+        if qclass is None and isinstance(module, Linear):
+            qclass = QuantizedLinear  # a Linear subclass named explicitly in the spec
+        if qclass is None:
             continue
         options = _options(qconfig_spec, path, module, per_channel, reduce_range)
         if options is None:
@@ -134,13 +143,13 @@ def quantize_dynamic(
             weights = {k: node[k] for k in module._parameters}
         except (KeyError, TypeError):
             raise KeyError(
-                f"quantize_dynamic: no parameters for {type(model).__name__}.{path} (Linear) "
+                f"quantize_dynamic: no parameters for {type(model).__name__}.{path} ({type(module).__name__}) "
                 f"in the given variables; expected keys {[f'{path}.{k}' for k in module._parameters]}"
             ) from None
         if not parts:
-            qlinear, qweights = QuantizedLinear.from_float(module, weights, **options)
+            qlinear, qweights = qclass.from_float(module, weights, **options)
             return qlinear, Variables(qweights, buffers)
-        replaced[id(module)] = QuantizedLinear.from_float(module, weights, **options)
+        replaced[id(module)] = qclass.from_float(module, weights, **options)
 
     # Swap every registration of a replaced Linear (a shared module is registered
     # under several names, as in torch's state_dict), in place in the copied
@@ -212,9 +221,10 @@ def size_report(
     qparams, qbuffers = as_variables(qmodel, qvariables, where="size_report(qvariables)")
     layers = []
     for path, module in qmodel.named_modules():
-        if isinstance(module, QuantizedLinear):
+        if isinstance(module, (QuantizedLinear, QuantizedLSTM, QuantizedGRU)):
             parts = tuple(path.split(".")) if path else ()
+            kind = {QuantizedLinear: "Linear", QuantizedLSTM: "LSTM", QuantizedGRU: "GRU"}[type(module)]
             layers.append(
-                LayerSize(path, "Linear", _nbytes(_lookup(params, parts)), _nbytes(_lookup(qparams, parts)))
+                LayerSize(path, kind, _nbytes(_lookup(params, parts)), _nbytes(_lookup(qparams, parts)))
             )
     return SizeReport(_nbytes((params, buffers)), _nbytes((qparams, qbuffers)), layers)
