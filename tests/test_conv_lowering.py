@@ -47,6 +47,7 @@ CASES = [
     (2, False, 6, 4, 3, dict(groups=2, padding="valid"), (6, 6), "patches"),
     (2, False, 4, 4, 3, dict(groups=4, stride=2, padding=1), (8, 8), "depthwise"),
     (2, False, 3, 6, 5, dict(groups=3, padding=2, dilation=1), (7, 7), "depthwise"),  # multiplier 2
+    (2, False, 4, 8, 3, dict(groups=4, stride=(2, 3), padding=(2, 1), dilation=(2, 1)), (9, 8), "depthwise"),
     (3, False, 2, 3, 2, dict(stride=(1, 2, 1), padding=1), (4, 5, 4), "patches"),
     (3, False, 4, 4, 3, dict(groups=4, padding="same"), (4, 4, 4), "depthwise"),
     (1, True, 4, 6, 3, dict(stride=2, padding=1, output_padding=1), (5,), "col2im"),

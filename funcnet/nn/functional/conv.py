@@ -12,7 +12,9 @@ Lowerings (``conv_lowering`` says which one a shape gets; ``funcnet.backends`` f
 - ``"patches"``: im2col from strided slices + one (per-group batched) matmul. Its autodiff
   backward is matmuls plus pads/adds (col2im), never an XLA convolution.
 - ``"depthwise"`` (``groups == C_in``, one input channel per group): a sum of shifted,
-  per-channel-scaled copies of the input, which XLA fuses into one elementwise loop.
+  per-channel-scaled copies of the input, which XLA fuses into one elementwise loop; its
+  custom VJP is the same kind of loop (dX: the flipped kernel over the stride-dilated dY),
+  0.23–0.44× the time of autodiff through the slices for 3×3 kernels.
 - ``"col2im"`` (transposed): one matmul, then each kernel offset's column placed by an
   interior-padded ``lax.pad`` and summed: no multiplications by inserted zeros.
 
@@ -46,6 +48,7 @@ may use TF32, as torch's cuDNN does by default — set ``jax_default_matmul_prec
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from collections.abc import Sequence
@@ -171,22 +174,70 @@ def _patches_conv(n: int, x: jax.Array, weight: jax.Array, pads: Any, stride: tu
     return y.reshape((batch, weight.shape[0], *out))
 
 
-def _depthwise_conv(n: int, x: jax.Array, weight: jax.Array, pads: Any, stride: tuple[int, ...],
-                    dilation: tuple[int, ...], groups: int) -> jax.Array:
-    """Depthwise convolution (``groups == C_in``, weight ``[C_in·m, 1, *k]``) as a sum of
-    shifted, per-channel-scaled copies of the input: elementwise multiply-adds that XLA fuses
-    into one loop (forward and backward), where a grouped convolution would be C_in tiny ones."""
+def _depthwise_sum(x: jax.Array, weight: jax.Array, pads: Any, stride: Sequence[int],
+                   dilation: Sequence[int]) -> jax.Array:
+    """``Σ_k window_k(x) · w[:, k]``: x ``[N, C, *S]``, weight ``[C·m, 1, *k]`` → ``[N, C·m, *out]``."""
+    n = x.ndim - 2
     kernel = weight.shape[2:]
     out = _out_size(x.shape[2:], pads, kernel, stride, dilation)
     x = lax.pad(x, np.zeros((), x.dtype), [(0, 0, 0), (0, 0, 0)] + [(lo, hi, 0) for lo, hi in pads])
     batch, channels = x.shape[:2]
-    multiplier = weight.shape[0] // groups
+    multiplier = weight.shape[0] // channels
     w = weight.reshape((channels, multiplier, math.prod(kernel)) + (1,) * n)
     y = None
     for i, window in enumerate(_shifted_windows(x, kernel, stride, dilation, out)):
         term = window[:, :, None] * w[None, :, :, i]
         y = term if y is None else y + term
     return y.reshape((batch, weight.shape[0], *out))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _depthwise_conv(x: jax.Array, weight: jax.Array, pads: Any, stride: tuple[int, ...],
+                    dilation: tuple[int, ...]) -> jax.Array:
+    """Depthwise convolution (``groups == C_in``, weight ``[C_in·m, 1, *k]``) as a sum of
+    shifted, per-channel-scaled copies of the input: elementwise multiply-adds that XLA fuses
+    into one loop, where a grouped convolution would be C_in tiny ones. The backward is the
+    same kind of loop (custom VJP): dX is the depthwise correlation of the stride-dilated dY
+    with the flipped kernel, dW one reduction per kernel element."""
+    return _depthwise_sum(x, weight, pads, stride, dilation)
+
+
+def _depthwise_fwd(x, weight, pads, stride, dilation):
+    return _depthwise_sum(x, weight, pads, stride, dilation), (x, weight)
+
+
+def _depthwise_bwd(pads, stride, dilation, residuals, g):
+    x, weight = residuals
+    n = x.ndim - 2
+    kernel = weight.shape[2:]
+    batch, channels = x.shape[:2]
+    multiplier = weight.shape[0] // channels
+    out = g.shape[2:]
+    # dX: dY placed every `stride` (interior padding), padded so that a stride-1 correlation
+    # with the flipped kernel lands exactly on the unpadded input positions.
+    config = [(0, 0, 0), (0, 0, 0)]
+    for (lo, _hi), size, o, s, d, k in zip(pads, x.shape[2:], out, stride, dilation, kernel, strict=True):
+        config.append((d * (k - 1) - lo, size + lo - (o - 1) * s - 1, s - 1))
+    gd = lax.pad(g, np.zeros((), g.dtype), config)  # [N, C·m, S + d(k−1)]
+    flipped = jnp.flip(weight, axis=tuple(range(2, n + 2)))
+    w = flipped.reshape((channels, multiplier, math.prod(kernel)) + (1,) * n)
+    gd = gd.reshape((batch, channels, multiplier, *gd.shape[2:]))
+    dx = None
+    for i, offset in enumerate(itertools.product(*(range(k) for k in kernel))):
+        start = [0, 0, 0] + [o * d for o, d in zip(offset, dilation, strict=True)]
+        limit = [batch, channels, multiplier] + [b + size for b, size in zip(start[3:], x.shape[2:], strict=True)]
+        term = jnp.sum(lax.slice(gd, start, limit) * w[None, :, :, i], axis=2)
+        dx = term if dx is None else dx + term
+    # dW[c·m + j, 0, k] = Σ_{n, out} window_k(x)[n, c] · dY[n, c·m + j]
+    xp = lax.pad(x, np.zeros((), x.dtype), [(0, 0, 0), (0, 0, 0)] + [(lo, hi, 0) for lo, hi in pads])
+    g5 = g.reshape((batch, channels, multiplier, *out))
+    axes = (0, *range(3, n + 3))
+    dw = jnp.stack([jnp.sum(win[:, :, None] * g5, axis=axes)
+                    for win in _shifted_windows(xp, kernel, stride, dilation, out)], axis=-1)
+    return dx.astype(x.dtype), dw.reshape(weight.shape).astype(weight.dtype)
+
+
+_depthwise_conv.defvjp(_depthwise_fwd, _depthwise_bwd)
 
 
 def _col2im_conv_transpose(n: int, x: jax.Array, weight: jax.Array, padding: tuple[int, ...],
@@ -268,7 +319,7 @@ def _conv_with_bias(n: int, x: jax.Array, weight: jax.Array, bias: jax.Array | N
     if lowering == "patches":
         y = _patches_conv(n, x, weight, pads, stride, dilation, groups)
     elif lowering == "depthwise":
-        y = _depthwise_conv(n, x, weight, pads, stride, dilation, groups)
+        y = _depthwise_conv(x, weight, tuple(tuple(p) for p in pads), stride, dilation)
     else:
         y = _xla_conv(n, x, weight, pads, stride, (1,) * n, dilation, groups)
     return _add_bias(n, y, bias, dtype, batched)

@@ -13,6 +13,7 @@ torch's are int64), flat over each channel's spatial positions as in torch.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -22,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from funcnet.nn.functional.conv import IntOrTuple, _batched, _ntuple
+from funcnet.nn.functional.conv import IntOrTuple, _batched, _ntuple, _shifted_windows
 
 OptSize = int | None | Sequence[int | None]
 
@@ -118,6 +119,42 @@ def _gather_max(x: jax.Array, positions: Sequence[np.ndarray], return_indices: b
     return values, indices.reshape(x.shape[:2] + out)
 
 
+# -- max over strided slices (XLA:CPU) ------------------------------------------------------
+def _padded_windows(x: jax.Array, k: tuple[int, ...], s: tuple[int, ...], pads, out: tuple[int, ...]):
+    """The −∞-padded input's ``∏k`` strided slices ``[N, C, *out]``, in the window's row-major order."""
+    config = [(0, 0, 0), (0, 0, 0)] + [(lo, hi, 0) for lo, hi in pads]
+    xp = lax.pad(x, np.array(_lowest(x.dtype), x.dtype), config)
+    return _shifted_windows(xp, k, s, (1,) * len(k), out)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3, 4))
+def _slice_max(x: jax.Array, k: tuple[int, ...], s: tuple[int, ...], pads, out: tuple[int, ...]) -> jax.Array:
+    """Max pooling as an elementwise max of the window's shifted slices (one fused loop on CPU)."""
+    return functools.reduce(jnp.maximum, _padded_windows(x, k, s, pads, out))
+
+
+def _slice_max_fwd(x, k, s, pads, out):
+    y = _slice_max(x, k, s, pads, out)
+    return y, (x, y)
+
+
+def _slice_max_bwd(k, s, pads, out, residuals, g):
+    """The whole gradient to the first maximal element of each window (torch's ``val > maxval``
+    scan; a NaN counts as maximal), scattered back by the transpose of the slicing."""
+    x, y = residuals
+    windows, scatter = jax.vjp(lambda x: _padded_windows(x, k, s, pads, out), x)
+    taken = jnp.zeros(y.shape, bool)
+    cotangents = []
+    for w in windows:
+        first = ((w == y) | (w != w)) & ~taken
+        taken = taken | first
+        cotangents.append(jnp.where(first, g, jnp.zeros((), g.dtype)))
+    return scatter(cotangents)
+
+
+_slice_max.defvjp(_slice_max_fwd, _slice_max_bwd)
+
+
 def _max_poolnd(n: int, name: str, input: jax.Array, kernel_size, stride, padding, dilation,
                 ceil_mode: bool, return_indices: bool):
     x, batched = _batched(input, n, name)
@@ -137,6 +174,9 @@ def _max_poolnd(n: int, name: str, input: jax.Array, kernel_size, stride, paddin
             pos = np.arange(o)[:, None] * ss - pp + np.arange(kk)[None, :] * dd
             positions.append(np.where((pos >= 0) & (pos < i), pos, -1))
         result = _gather_max(x, positions, return_indices)
+    elif jax.default_backend() == "cpu" and jnp.issubdtype(x.dtype, jnp.floating):
+        # XLA:CPU's reduce_window gradient (select-and-scatter) is ~1.7x slower here.
+        result = _slice_max(x, k, s, tuple(_pool_padding(spatial, out, k, s, p, d)), out)
     else:
         pads = _pool_padding(spatial, out, k, s, p, d)
         y = lax.reduce_window(x, np.array(_lowest(x.dtype), x.dtype), lax.max, (1, 1) + k, (1, 1) + s,
