@@ -500,8 +500,13 @@ class _Converter(cst.CSTTransformer):
                 self._check_alias(call, name)
                 return cst.Assign(targets=[cst.AssignTarget(cst.Name(name))],
                                   value=self._at(receiver.value, receiver.slice, op, value_args[0].value))
-        if isinstance(receiver_o, (cst.Attribute, cst.Subscript)) and method in _FILL_AS_INIT and not (
-                isinstance(receiver_o, cst.Subscript)):
+        if isinstance(receiver_o, cst.Subscript) and (method in _AT_OF_INPLACE or method == "zero_"):
+            # self.qkv.bias[a:b].data.zero_() in __init__: cannot rebind, so in place (declarations, lists)
+            op = _AT_OF_INPLACE.get(method, "set")
+            value_args = args if method != "zero_" else [_arg(cst.Integer("0"))]
+            return updated_node.with_changes(
+                value=self._at(receiver.value, receiver.slice, op, value_args[0].value, inplace=True))
+        if isinstance(receiver_o, cst.Attribute) and method in _FILL_AS_INIT:
             # `m.weight.data.normal_(0, 0.01)` in __init__: the declaration's initialiser (torch.nn.init)
             init = {"normal_": "normal_", "uniform_": "uniform_", "zero_": "zeros_", "fill_": "constant_"}[method]
             func = cst.parse_expression(f"{self.use('funcnet')}.nn.init.{init}")
@@ -514,8 +519,10 @@ class _Converter(cst.CSTTransformer):
                             "(assign the new value instead)")
         return updated_node
 
-    def _at(self, target: cst.BaseExpression, index: Any, op: str, value: cst.BaseExpression) -> cst.Call:
-        at = cst.Call(func=self.expr("tm.at"), args=[_arg(target)])
+    def _at(self, target: cst.BaseExpression, index: Any, op: str, value: cst.BaseExpression,
+            inplace: bool = False) -> cst.Call:
+        extra = [_arg(cst.Name("True"), "inplace")] if inplace else []
+        at = cst.Call(func=self.expr("tm.at"), args=[_arg(target), *extra])
         return cst.Call(func=cst.Attribute(value=cst.Subscript(value=at, slice=index), attr=cst.Name(op)),
                         args=[_arg(value)])
 
@@ -617,17 +624,234 @@ def _collect_bindings(module: cst.Module) -> tuple[dict[str, str], set[str]]:
     return bindings, names
 
 
-class _Aliasing:
-    """Placeholder: no alias analysis yet, every in-place conversion is flagged for a check."""
+# Torch functions and methods whose result may share storage with an argument / the receiver.
+_VIEW_FUNCS = {"transpose", "permute", "reshape", "flatten", "squeeze", "unsqueeze", "narrow", "select", "chunk",
+               "split", "unbind", "meshgrid", "broadcast_to", "swapaxes", "movedim", "as_strided", "diagonal", "t",
+               "detach", "view_as_real", "view_as_complex", "unflatten", "tensor_split", "atleast_1d", "atleast_2d"}
+_VIEW_METHODS = _VIEW_FUNCS | {"view", "view_as", "expand", "expand_as", "contiguous", "to", "type_as", "float",
+                               "double", "half", "long", "int", "bool", "type", "cpu", "cuda", "data", "T", "mT",
+                               "requires_grad_", "clamp_", "add_", "sub_", "mul_", "div_", "zero_", "fill_"}
+_FRESH_METHODS = {"clone", "copy", "new_zeros", "new_ones", "new_full", "new_empty", "new_tensor", "tolist", "sum",
+                  "mean", "std", "var", "prod", "max", "min", "amax", "amin", "argmax", "argmin", "exp", "log", "log2",
+                  "sqrt", "rsqrt", "abs", "neg", "sign", "sigmoid", "tanh", "relu", "softmax", "log_softmax",
+                  "matmul", "mm", "bmm", "add", "sub", "mul", "div", "pow", "masked_fill", "repeat", "cumsum",
+                  "cumprod", "norm", "clamp", "round", "floor", "ceil", "eq", "ne", "lt", "le", "gt", "ge", "item",
+                  "all", "any", "sort", "flip", "roll", "gather", "numel", "size", "dim", "nelement", "ndimension"}
+_META = {"shape", "dtype", "ndim", "device", "size", "dim", "numel", "nelement", "ndimension", "is_contiguous"}
+_CONTAINER_CALLS = {"dict", "list", "set", "tuple", "OrderedDict", "defaultdict", "Counter", "deque", "sorted"}
+_CONTAINER_TYPES = ("list", "dict", "List", "Dict", "Sequence", "Mapping", "MutableMapping", "OrderedDict", "tuple",
+                    "Tuple", "set", "Set")
 
-    def __init__(self, module: cst.Module):
+
+class _Aliasing:
+    """Which item assignments / in-place calls can become a rebinding with torch's exact meaning.
+
+    torch mutates the tensor object; the converted code binds a new array to the same name. That is
+    the same program when no other name can see the tensor: the name's latest binding before the
+    update is a fresh tensor (a creation function, arithmetic, ``.clone()``, a view of itself while
+    it was unshared), and between that binding and the update (and anywhere in a loop around the
+    update) the name is used only for metadata, arithmetic or other item updates. Anything else is
+    converted and flagged for a person to check."""
+
+    def __init__(self, module: cst.Module, torch_path: Any):
+        self.torch_path = torch_path
+        self.parent: dict[int, cst.CSTNode] = {}
+        self.order: dict[int, int] = {}
+        self.end: dict[int, int] = {}
+        counter = [0]
+        parent, order, end = self.parent, self.order, self.end
+
+        class Walk(cst.CSTVisitor):
+            def on_visit(self, node: cst.CSTNode) -> bool:
+                order[id(node)] = counter[0]
+                counter[0] += 1
+                for child in node.children:
+                    parent[id(child)] = node
+                return True
+
+            def on_leave(self, node: cst.CSTNode) -> None:
+                end[id(node)] = counter[0]
+
+        module.visit(Walk())
         self.module = module
 
-    def maybe_tensor(self, node: cst.CSTNode, name: str) -> bool:
+    # ---- structure ---------------------------------------------------------------------------
+    def _up(self, node: cst.CSTNode) -> cst.CSTNode | None:
+        return self.parent.get(id(node))
+
+    def _scope(self, node: cst.CSTNode) -> cst.CSTNode:
+        cur = self._up(node)
+        while cur is not None and not isinstance(cur, (cst.FunctionDef, cst.Lambda)):
+            cur = self._up(cur)
+        return cur if cur is not None else self.module
+
+    def _contains(self, outer: cst.CSTNode, node: cst.CSTNode) -> bool:
+        return self.order[id(outer)] <= self.order[id(node)] < self.end[id(outer)]
+
+    def _statement(self, node: cst.CSTNode) -> cst.CSTNode:
+        cur = node
+        while cur is not None and not isinstance(cur, (cst.BaseSmallStatement, cst.BaseCompoundStatement)):
+            cur = self._up(cur)
+        return cur if cur is not None else node
+
+    def _names(self, scope: cst.CSTNode, name: str) -> list[cst.Name]:
+        found = []
+
+        class Find(cst.CSTVisitor):
+            def visit_Name(self, node: cst.Name) -> None:
+                if node.value == name:
+                    found.append(node)
+
+        scope.visit(Find())
+        return [n for n in found if self._scope(n) is scope]
+
+    def _bindings(self, scope: cst.CSTNode, name: str) -> list[tuple[cst.CSTNode, Any]]:
+        """(binding node, value or a kind string) in source order; item updates are not bindings."""
+        out = []
+        for n in self._names(scope, name):
+            p = self._up(n)
+            if isinstance(p, cst.AssignTarget) and p.target is n:
+                out.append((n, self._up(p).value))
+            elif isinstance(p, cst.AnnAssign) and p.target is n:
+                out.append((n, p.value if p.value is not None else "annotated"))
+            elif isinstance(p, cst.Param) and p.name is n:
+                out.append((n, p))
+            elif isinstance(p, (cst.Element, cst.Tuple, cst.List, cst.StarredElement, cst.For, cst.AsName,
+                                cst.CompFor, cst.Global, cst.Nonlocal)) and not self._is_load(n):
+                out.append((n, "unknown"))
+        return out
+
+    def _is_load(self, n: cst.Name) -> bool:
+        p = self._up(n)
+        if isinstance(p, cst.AssignTarget) and p.target is n:
+            return False
+        if isinstance(p, (cst.Element, cst.StarredElement)):  # inside a tuple target?
+            cur = p
+            while isinstance(cur, (cst.Element, cst.StarredElement, cst.Tuple, cst.List)):
+                cur = self._up(cur)
+            return not (isinstance(cur, (cst.AssignTarget, cst.For, cst.CompFor)))
+        if isinstance(p, (cst.For, cst.CompFor)) and p.target is n:
+            return False
+        if isinstance(p, cst.AsName) or isinstance(p, cst.Param):
+            return False
         return True
 
-    def is_unaliased(self, node: cst.CSTNode, name: str) -> bool:
+    # ---- questions ---------------------------------------------------------------------------
+    def maybe_tensor(self, node: cst.CSTNode, name: str) -> bool:
+        """False when every binding of ``name`` in the scope is clearly a Python container."""
+        bindings = self._bindings(self._scope(node), name)
+        if not bindings:
+            return True
+        return not all(self._is_container(value) for _, value in bindings)
+
+    def _is_container(self, value: Any) -> bool:
+        if isinstance(value, cst.Param):
+            if value.star == "**":
+                return True
+            ann = value.annotation
+            return ann is not None and "Tensor" not in _code(ann.annotation) and any(
+                t in _code(ann.annotation) for t in _CONTAINER_TYPES)
+        if isinstance(value, (cst.List, cst.Dict, cst.Set, cst.ListComp, cst.DictComp, cst.SetComp, cst.Tuple)):
+            return True
+        if isinstance(value, cst.Call):
+            parts = _dotted(value.func)
+            if parts and parts[-1] in _CONTAINER_CALLS and self.torch_path(value.func) is None:
+                return True
+            if isinstance(value.func, cst.Attribute) and value.func.attr.value == "copy":
+                return True  # torch tensors have no .copy(): a list's or dict's
         return False
+
+    def is_unaliased(self, node: cst.CSTNode, name: str) -> bool:
+        stmt = self._statement(node)
+        scope = self._scope(stmt)
+        before = [(b, v) for b, v in self._bindings(scope, name) if self.order[id(b)] < self.order[id(stmt)]]
+        if not before:
+            return False
+        binding, value = before[-1]
+        if not self._fresh(value, name, binding):
+            return False
+        start, stop = self.order[id(binding)], self.order[id(stmt)]
+        loops = [loop for loop in self._loops(stmt, scope) if not self._contains(loop, binding)]
+        binding_stmt = self._statement(binding)
+        for use in self._names(scope, name):
+            if not self._is_load(use) or self._contains(stmt, use) or self._contains(binding_stmt, use):
+                continue
+            pos = self.order[id(use)]
+            in_loop = any(self._contains(loop, use) for loop in loops)
+            if (start < pos < stop or in_loop) and not self._safe_use(use, name):
+                return False
+        return True
+
+    def _loops(self, node: cst.CSTNode, scope: cst.CSTNode) -> list[cst.CSTNode]:
+        out, cur = [], self._up(node)
+        while cur is not None and cur is not scope:
+            if isinstance(cur, (cst.For, cst.While)):
+                out.append(cur)
+            cur = self._up(cur)
+        return out
+
+    def _fresh(self, value: Any, name: str, binding: cst.CSTNode) -> bool:
+        if isinstance(value, (cst.BinaryOperation, cst.UnaryOperation, cst.Comparison, cst.List, cst.Dict,
+                              cst.ListComp, cst.DictComp, cst.Integer, cst.Float)):
+            return True
+        if isinstance(value, cst.Call):
+            path = self.torch_path(value.func)
+            if path is not None:
+                return path.split(".")[-1] not in _VIEW_FUNCS and len(path.split(".")) == 2
+            if isinstance(value.func, cst.Attribute):
+                method = value.func.attr.value
+                if method in _FRESH_METHODS:
+                    return True
+                if method in _VIEW_METHODS:
+                    return self._fresh_view_of(value.func.value, name, binding)
+            return False
+        if isinstance(value, cst.Subscript):
+            return self._fresh_view_of(value.value, name, binding)
+        if isinstance(value, cst.Attribute) and value.attr.value in ("data", "T", "mT"):
+            return self._fresh_view_of(value.value, name, binding)
+        return False
+
+    def _fresh_view_of(self, base: cst.BaseExpression, name: str, binding: cst.CSTNode) -> bool:
+        """A view of ``base`` is unshared when base is itself fresh, or is ``name`` being rebound while unshared."""
+        if isinstance(base, cst.Name):
+            return base.value == name and self.is_unaliased(binding, name)
+        return self._fresh(base, name, binding)
+
+    def _safe_use(self, use: cst.Name, name: str) -> bool:
+        cur: cst.CSTNode = use
+        while True:
+            p = self._up(cur)
+            if isinstance(p, cst.Attribute) and p.value is cur:
+                attr = p.attr.value
+                call = self._up(p)
+                called = isinstance(call, cst.Call) and call.func is p
+                if attr in _META or (called and attr in _FRESH_METHODS):
+                    return True
+                if attr in _VIEW_METHODS:
+                    cur = call if called else p
+                    continue
+                return False
+            if isinstance(p, cst.Subscript) and p.value is cur:
+                q = self._up(p)
+                if isinstance(q, (cst.AssignTarget, cst.AugAssign)) and getattr(q, "target", None) is p:
+                    return True  # another item update of the same tensor
+                cur = p
+                continue
+            if isinstance(p, (cst.BinaryOperation, cst.UnaryOperation, cst.Comparison, cst.ComparisonTarget,
+                              cst.BooleanOperation, cst.Expr)):
+                return True
+            if isinstance(p, cst.Arg):
+                call = self._up(p)
+                path = self.torch_path(call.func) if isinstance(call, cst.Call) else None
+                return path is not None and len(path.split(".")) == 2 and path.split(".")[-1] not in _VIEW_FUNCS
+            if isinstance(p, (cst.Element, cst.List, cst.Tuple)):
+                cur = p
+                continue
+            return False
+
+
+def _code(node: cst.CSTNode) -> str:
+    return cst.Module(body=[]).code_for_node(node)
 
 
 def _is_import_line(stmt: cst.CSTNode) -> bool:
@@ -666,7 +890,7 @@ def convert_module(source: str, filename: str = "<string>") -> tuple[str, list[F
     bindings, names = _collect_bindings(module)
     wrapper = cst.MetadataWrapper(module)
     conv = _Converter(bindings, names, filename)
-    conv._analysis = _Aliasing(wrapper.module)
+    conv._analysis = _Aliasing(wrapper.module, conv._torch_path)
     converted_lines: list[int] = []
     for i, stmt in enumerate(wrapper.module.body):
         if _is_import_line(stmt) and any(

@@ -733,31 +733,45 @@ class _At:
     """``tm.at(x)[index].set(v)``: torch's item assignment ``x[index] = v``.
 
     A ``jax.Array`` gives a new array (``x.at[index].set(v)``, which the converter rebinds to ``x``);
-    a list, dict or numpy array is updated in place and returned, as Python would."""
+    a list, dict or numpy array is updated in place and returned, as Python would. A funcnet
+    declaration (a Parameter/Buffer outside ``apply``, as in torch's ``__init__``) gets its
+    initialiser wrapped: the update is applied to the array ``init(key)`` creates.
+    ``inplace=True`` (an attribute target such as ``self.w[i] = v``, which cannot be rebound)
+    refuses a ``jax.Array`` rather than dropping the update."""
 
-    __slots__ = ("target",)
+    __slots__ = ("target", "inplace")
 
-    def __init__(self, target: Any):
-        self.target = target
+    def __init__(self, target: Any, inplace: _builtin_bool):
+        self.target, self.inplace = target, inplace
 
     def __getitem__(self, index: Any) -> _AtIndex:
-        return _AtIndex(self.target, index)
+        return _AtIndex(self.target, index, self.inplace)
 
 
 class _AtIndex:
-    __slots__ = ("target", "index")
+    __slots__ = ("target", "index", "inplace")
 
-    def __init__(self, target: Any, index: Any):
-        self.target, self.index = target, index
+    def __init__(self, target: Any, index: Any, inplace: _builtin_bool):
+        self.target, self.index, self.inplace = target, index, inplace
 
     def _update(self, combine: Callable | None, value: Any) -> Any:
         x, index = self.target, self.index
         if _is_tensor(x):
+            if self.inplace:
+                raise TypeError(f"in-place update x[{index!r}] of a jax.Array held in an attribute: arrays are "
+                                "immutable; assign the new value (x = x.at[index].set(v)) where it is stored")
             new = value if combine is None else combine(x[index], value)
             return x.at[index].set(jnp.asarray(new).astype(x.dtype))
         if _is_declaration(x):
-            raise NotImplementedError("item assignment on a parameter declaration outside apply: "
-                                      "give the Parameter an initialiser instead")
+            previous = x.init
+
+            def init(key: jax.Array, shape: tuple, dtype: Any) -> jax.Array:
+                array = jnp.asarray(previous(key, shape, dtype), dtype)
+                new = value if combine is None else combine(array[index], value)
+                return array.at[index].set(jnp.asarray(new).astype(dtype))
+
+            x.init = init
+            return x
         x[index] = value if combine is None else combine(x[index], value)
         return x
 
@@ -783,9 +797,12 @@ class _AtIndex:
         return self._update(lambda a, b: a**b, value)
 
 
-def at(x: Any) -> _At:
-    """Item assignment as a value: ``x[i] = v`` → ``x = tm.at(x)[i].set(v)``; ``x[i] += v`` → ``.add(v)``."""
-    return _At(x)
+def at(x: Any, inplace: _builtin_bool = False) -> _At:
+    """Item assignment as a value: ``x[i] = v`` → ``x = tm.at(x)[i].set(v)``; ``x[i] += v`` → ``.add(v)``.
+
+    ``tm.at(self.w, inplace=True)[i].set(v)``: the target cannot be rebound (a declaration in
+    ``__init__``, a list or dict attribute); a ``jax.Array`` there raises instead of losing the update."""
+    return _At(x, inplace)
 
 
 # Metadata of a funcnet declaration (Parameter/Buffer outside apply), as torch code reads it in __init__.
