@@ -308,11 +308,10 @@ class _Converter(cst.CSTTransformer):
 
     # ---- names -------------------------------------------------------------------------------
     def leave_Name(self, original_node: cst.Name, updated_node: cst.Name) -> Any:
-        if self.bindings.get(original_node.value) == "torch":
+        if self.bindings.get(original_node.value) == "torch" and not self._in_import(original_node):
             parent = self.get_metadata(ParentNodeProvider, original_node, None)
-            if not isinstance(parent, cst.Attribute) or parent.value is not original_node:
-                if not self._in_import(original_node):
-                    return updated_node.with_changes(value="funcnet")
+            if not (isinstance(parent, cst.Attribute) and parent.attr is original_node):
+                return updated_node.with_changes(value="funcnet")
         return updated_node
 
     def leave_Attribute(self, original_node: cst.Attribute, updated_node: cst.Attribute) -> Any:
@@ -396,8 +395,12 @@ class _Converter(cst.CSTTransformer):
         if method in _RANDOM_INPLACE or method in _INPLACE:
             return self._inplace_call(original_node, updated_node, method)
         if method in _METHODS:
-            return cst.Call(func=self.expr(f"tm.{method}"), args=[_arg(new_receiver), *updated_node.args],
-                            lpar=updated_node.lpar, rpar=updated_node.rpar)
+            receiver_arg = _arg(new_receiver)
+            if updated_node.args:
+                receiver_arg = receiver_arg.with_changes(comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")))
+            return cst.Call(func=self.expr(f"tm.{method}"), args=[receiver_arg, *updated_node.args],
+                            lpar=updated_node.lpar, rpar=updated_node.rpar,
+                            whitespace_before_args=updated_node.whitespace_before_args)
         if method == "item" and self._in_forward(original_node):
             return updated_node  # works on concrete arrays; under jit, JAX raises a clear error
         return updated_node

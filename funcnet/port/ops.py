@@ -813,3 +813,45 @@ _DECLARATION_FALLBACK: dict[str, Callable] = {
     "numel": lambda d: math.prod(d.shape),
     "nelement": lambda d: math.prod(d.shape),
 }
+
+
+# ---- torch functions with no funcnet counterpart (used as torch.X by model code) -------------------
+
+def einsum(equation: str, *operands: Any) -> jax.Array:
+    """``torch.einsum(eq, *operands)`` (or a single list of operands)."""
+    if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
+        operands = tuple(operands[0])
+    return jnp.einsum(equation, *operands)
+
+
+def meshgrid(*tensors: Any, indexing: str = "ij") -> tuple[jax.Array, ...]:
+    """``torch.meshgrid`` (torch's default indexing is ``'ij'``, numpy's ``'xy'``)."""
+    return tuple(jnp.meshgrid(*_dims(tensors), indexing=indexing))
+
+
+divide = div
+
+
+def diff(x: jax.Array, n: int = 1, dim: int = -1) -> jax.Array:
+    """``torch.diff(x, n, dim)``."""
+    return jnp.diff(x, n=n, axis=dim)
+
+
+def linspace(start: Any, end: Any, steps: int, dtype: Any = None, **_device: Any) -> jax.Array:
+    """``torch.linspace`` (float32 by default)."""
+    return jnp.linspace(start, end, steps, dtype=_creation_dtype(dtype))
+
+
+def where(condition: jax.Array, input: Any, other: Any) -> jax.Array:
+    """``torch.where(cond, x, y)``."""
+    return jnp.where(condition, input, other)
+
+
+def maximum(x: jax.Array, other: jax.Array) -> jax.Array:
+    """``torch.maximum``."""
+    return jnp.maximum(x, other)
+
+
+def minimum(x: jax.Array, other: jax.Array) -> jax.Array:
+    """``torch.minimum``."""
+    return jnp.minimum(x, other)
