@@ -23,7 +23,7 @@ import types
 from typing import Any
 
 import libcst as cst
-from libcst.metadata import ParentNodeProvider, PositionProvider
+from libcst.metadata import PositionProvider
 
 from funcnet.port import ops as _ops
 
@@ -117,6 +117,11 @@ _IMPORTS = {"tm": "import funcnet.port.ops as {}", "jnp": "import jax.numpy as {
             "funcnet": "import {}"}
 
 
+@functools.lru_cache(maxsize=1024)
+def _parse_expression(code: str) -> cst.BaseExpression:
+    return cst.parse_expression(code)  # nodes are immutable: one parse per spelling
+
+
 def _dotted(node: cst.BaseExpression) -> list[str] | None:
     """``a.b.c`` → ``["a", "b", "c"]``; None for anything that is not a plain dotted name."""
     parts = []
@@ -174,7 +179,6 @@ def _last_comma_free(args: list[cst.Arg]) -> list[cst.Arg]:
 
 
 class _Converter(cst.CSTTransformer):
-    METADATA_DEPENDENCIES = (PositionProvider, ParentNodeProvider)
 
     def __init__(self, bindings: dict[str, str], names_in_use: set[str], filename: str):
         super().__init__()
@@ -189,12 +193,18 @@ class _Converter(cst.CSTTransformer):
             while alias in names_in_use and alias not in bindings.values():
                 alias += "_"
             self.alias[name] = alias
-        self.first_torch_import: int | None = None
         self._analysis: Any = None
+        self._wrapper: Any = None
+        self._positions: Any = None
+
+    def _parent(self, node: cst.CSTNode) -> cst.CSTNode | None:
+        return self._analysis.parent.get(id(node))
 
     # ---- bookkeeping -------------------------------------------------------------------------
     def flag(self, node: cst.CSTNode, message: str) -> None:
-        line = self.get_metadata(PositionProvider, node).start.line
+        if self._positions is None:  # resolved on the first flag only: most of a clean file's cost
+            self._positions = self._wrapper.resolve(PositionProvider)
+        line = self._positions[node].start.line
         self.flags.append(Flag(line, message))
         if self._pending:
             self._pending[-1].append(message)
@@ -207,7 +217,7 @@ class _Converter(cst.CSTTransformer):
         head, _, rest = code.partition(".")
         if head in self.alias:
             code = self.use(head) + ("." + rest if rest else "")
-        return cst.parse_expression(code)
+        return _parse_expression(code)
 
     def on_visit(self, node: cst.CSTNode) -> bool:
         if isinstance(node, (cst.SimpleStatementLine, cst.BaseCompoundStatement)):
@@ -231,7 +241,7 @@ class _Converter(cst.CSTTransformer):
         return ".".join([self.bindings[parts[0]], *parts[1:]])
 
     def _is_outermost_chain(self, node: cst.CSTNode) -> bool:
-        parent = self.get_metadata(ParentNodeProvider, node, None)
+        parent = self._parent(node)
         return not (isinstance(parent, cst.Attribute) and parent.value is node)
 
     # ---- imports -----------------------------------------------------------------------------
@@ -309,7 +319,7 @@ class _Converter(cst.CSTTransformer):
     # ---- names -------------------------------------------------------------------------------
     def leave_Name(self, original_node: cst.Name, updated_node: cst.Name) -> Any:
         if self.bindings.get(original_node.value) == "torch" and not self._in_import(original_node):
-            parent = self.get_metadata(ParentNodeProvider, original_node, None)
+            parent = self._parent(original_node)
             if not (isinstance(parent, cst.Attribute) and parent.attr is original_node):
                 return updated_node.with_changes(value="funcnet")
         return updated_node
@@ -333,19 +343,19 @@ class _Converter(cst.CSTTransformer):
         while node is not None:
             if isinstance(node, (cst.Import, cst.ImportFrom)):
                 return True
-            node = self.get_metadata(ParentNodeProvider, node, None)
+            node = self._parent(node)
         return False
 
     def _in_target(self, node: cst.CSTNode) -> bool:
-        parent = self.get_metadata(ParentNodeProvider, node, None)
+        parent = self._parent(node)
         return isinstance(parent, (cst.AssignTarget, cst.AugAssign)) and getattr(parent, "target", None) is node
 
     def _is_call_func(self, node: cst.CSTNode) -> bool:
-        parent = self.get_metadata(ParentNodeProvider, node, None)
+        parent = self._parent(node)
         return isinstance(parent, cst.Call) and parent.func is node
 
     def _is_receiver_of(self, node: cst.CSTNode, methods: set[str]) -> bool:
-        parent = self.get_metadata(ParentNodeProvider, node, None)
+        parent = self._parent(node)
         return isinstance(parent, cst.Attribute) and parent.value is node and parent.attr.value in methods
 
     def _rewrite_torch_name(self, node: cst.Attribute, updated: cst.Attribute, path: str) -> Any:
@@ -409,7 +419,7 @@ class _Converter(cst.CSTTransformer):
         while node is not None:
             if isinstance(node, cst.FunctionDef):
                 return node.name.value == "forward"
-            node = self.get_metadata(ParentNodeProvider, node, None)
+            node = self._parent(node)
         return False
 
     def _torch_call(self, original: cst.Call, updated: cst.Call) -> Any:
@@ -461,11 +471,11 @@ class _Converter(cst.CSTTransformer):
 
     def _inplace_call(self, original: cst.Call, updated: cst.Call, method: str) -> Any:
         """In-place methods are rewritten at the statement level; anywhere else they are flagged."""
-        parent = self.get_metadata(ParentNodeProvider, original, None)
+        parent = self._parent(original)
         if isinstance(parent, cst.Expr):
             return updated  # leave_Expr decides
         if isinstance(parent, cst.Arg) and self._is_fresh_fill(original):
-            grand = self.get_metadata(ParentNodeProvider, parent, None)
+            grand = self._parent(parent)
             if isinstance(grand, cst.Call) and self._torch_path(grand.func) == "torch.nn.Parameter" \
                     and grand.args and grand.args[0] is parent:
                 return updated  # nn.Parameter(torch.empty(...).normal_(...)): _torch_call converts it
@@ -661,13 +671,16 @@ class _Aliasing:
         self.parent: dict[int, cst.CSTNode] = {}
         self.order: dict[int, int] = {}
         self.end: dict[int, int] = {}
+        self.names_by_value: dict[str, list[cst.Name]] = {}
         counter = [0]
-        parent, order, end = self.parent, self.order, self.end
+        parent, order, end, names = self.parent, self.order, self.end, self.names_by_value
 
         class Walk(cst.CSTVisitor):
             def on_visit(self, node: cst.CSTNode) -> bool:
                 order[id(node)] = counter[0]
                 counter[0] += 1
+                if isinstance(node, cst.Name):
+                    names.setdefault(node.value, []).append(node)
                 for child in node.children:
                     parent[id(child)] = node
                 return True
@@ -698,15 +711,8 @@ class _Aliasing:
         return cur if cur is not None else node
 
     def _names(self, scope: cst.CSTNode, name: str) -> list[cst.Name]:
-        found = []
-
-        class Find(cst.CSTVisitor):
-            def visit_Name(self, node: cst.Name) -> None:
-                if node.value == name:
-                    found.append(node)
-
-        scope.visit(Find())
-        return [n for n in found if self._scope(n) is scope]
+        """The Name nodes spelling ``name`` whose scope is ``scope``, in source order."""
+        return [n for n in self.names_by_value.get(name, []) if self._scope(n) is scope]
 
     def _bindings(self, scope: cst.CSTNode, name: str) -> list[tuple[cst.CSTNode, Any]]:
         """(binding node, value or a kind string) in source order; item updates are not bindings."""
@@ -891,9 +897,10 @@ def convert_module(source: str, filename: str = "<string>") -> tuple[str, list[F
     except cst.ParserSyntaxError as e:
         raise PortSyntaxError(f"{filename}:{e.raw_line}:{e.raw_column}: syntax error: {e.message}") from None
     bindings, names = _collect_bindings(module)
-    wrapper = cst.MetadataWrapper(module)
+    wrapper = cst.MetadataWrapper(module, unsafe_skip_copy=True)  # the tree was just parsed: no copy
     conv = _Converter(bindings, names, filename)
     conv._analysis = _Aliasing(wrapper.module, conv._torch_path)
+    conv._wrapper = wrapper
     converted_lines: list[int] = []
     for i, stmt in enumerate(wrapper.module.body):
         if _is_import_line(stmt) and any(
@@ -902,7 +909,7 @@ def convert_module(source: str, filename: str = "<string>") -> tuple[str, list[F
                 isinstance(s, cst.ImportFrom) and not s.relative and
                 _module_dotted(s.module).split(".")[0] == "torch" for s in stmt.body):
             converted_lines.append(i)
-    new_module = wrapper.visit(conv)
+    new_module = wrapper.module.visit(conv)
     bound = _bound_by_imports(new_module)
     lines = []
     for what in ("funcnet", "jax", "jnp", "tm"):
