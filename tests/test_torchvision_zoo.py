@@ -7,8 +7,6 @@ BatchNorm running statistics after one step; a jitted ``make_train_step`` runs o
 
 from __future__ import annotations
 
-from functools import partial
-
 import jax
 import numpy as np
 import pytest
@@ -63,3 +61,111 @@ def test_resnext(zoo):
 def test_wide_resnet(zoo):
     _check(zoo, "resnet", lambda m: m.ResNet(m.Bottleneck, [1, 1, 1, 1], num_classes=5, width_per_group=128),
            x_shape=(4, 3, 32, 32), train_step=False)  # BatchNorm over 4 values at 1x1: well conditioned
+
+
+def test_convnext(zoo):
+    _check(zoo, "convnext", lambda m: m.ConvNeXt([m.CNBlockConfig(8, 16, 1), m.CNBlockConfig(16, None, 1)],
+                                                  stochastic_depth_prob=0.0, num_classes=5))
+
+
+def test_densenet(zoo):
+    _check(zoo, "densenet", lambda m: m.DenseNet(growth_rate=4, block_config=(2, 2), num_init_features=8, bn_size=2,
+                                                  drop_rate=0, num_classes=5))
+
+
+def test_densenet_memory_efficient(zoo):  # torch.utils.checkpoint -> jax.checkpoint
+    _check(zoo, "densenet", lambda m: m.DenseNet(growth_rate=4, block_config=(2,), num_init_features=8, bn_size=2,
+                                                  drop_rate=0, num_classes=5, memory_efficient=True))
+
+
+def test_efficientnet_v1(zoo):
+    def make(m):
+        setting, last = m._efficientnet_conf("efficientnet_b0", width_mult=0.25, depth_mult=0.1)
+        return m.EfficientNet(setting, dropout=0.0, stochastic_depth_prob=0.0, num_classes=5, last_channel=last)
+
+    _check(zoo, "efficientnet", make)
+
+
+def test_efficientnet_v2(zoo):
+    def make(m):
+        setting = [m.FusedMBConvConfig(1, 3, 1, 8, 8, 1), m.FusedMBConvConfig(4, 3, 2, 8, 16, 1),
+                   m.MBConvConfig(4, 3, 2, 16, 24, 1)]
+        return m.EfficientNet(setting, dropout=0.0, stochastic_depth_prob=0.0, num_classes=5, last_channel=32,
+                              norm_layer=partial(m.nn.BatchNorm2d, eps=1e-3))
+
+    _check(zoo, "efficientnet", make)
+
+
+def test_googlenet(zoo):
+    _check(zoo, "googlenet", lambda m: m.GoogLeNet(num_classes=5, aux_logits=True, transform_input=True,
+                                                    init_weights=True, dropout=0.0, dropout_aux=0.0))
+
+
+@pytest.mark.slow
+def test_inception_v3(zoo):
+    _check(zoo, "inception", lambda m: m.Inception3(num_classes=5, aux_logits=True, transform_input=True,
+                                                     init_weights=True, dropout=0.0), x_shape=(2, 3, 75, 75))
+
+
+def test_maxvit(zoo):
+    _check(zoo, "maxvit", lambda m: m.MaxVit(input_size=(32, 32), stem_channels=8, partition_size=2,
+                                              block_channels=[8, 16], block_layers=[1, 1], head_dim=4,
+                                              stochastic_depth_prob=0.0, num_classes=5))
+
+
+def test_mnasnet(zoo):
+    _check(zoo, "mnasnet", lambda m: m.MNASNet(0.25, num_classes=5, dropout=0.0))
+
+
+def test_mobilenet_v2(zoo):
+    _check(zoo, "mobilenetv2", lambda m: m.MobileNetV2(num_classes=5, width_mult=0.25, dropout=0.0,
+                                                        inverted_residual_setting=[[1, 8, 1, 1], [6, 16, 2, 2]]))
+
+
+def test_mobilenet_v3(zoo):
+    def make(m):
+        setting, last = m._mobilenet_v3_conf("mobilenet_v3_small", width_mult=0.25, reduced_tail=True)
+        return m.MobileNetV3(setting, last, num_classes=5, dropout=0.0)
+
+    _check(zoo, "mobilenetv3", make)
+
+
+def test_regnet(zoo):
+    _check(zoo, "regnet", lambda m: m.RegNet(m.BlockParams.from_init_params(depth=2, w_0=8, w_a=8.0, w_m=2.0,
+                                                                            group_width=4, se_ratio=0.25),
+                                              num_classes=5))
+
+
+def test_shufflenet_v2(zoo):
+    _check(zoo, "shufflenetv2", lambda m: m.ShuffleNetV2([1, 1, 1], [8, 16, 32, 64, 128], num_classes=5))
+
+
+@pytest.mark.parametrize("version", ["1_0", "1_1"])
+def test_squeezenet(zoo, version):
+    _check(zoo, "squeezenet", lambda m: m.SqueezeNet(version, num_classes=5, dropout=0.0))
+
+
+def test_swin_v1(zoo):
+    _check(zoo, "swin_transformer", lambda m: m.SwinTransformer([4, 4], 8, [2, 1], [2, 2], [2, 2],
+                                                                 stochastic_depth_prob=0.0, num_classes=5))
+
+
+def test_swin_v2(zoo):
+    _check(zoo, "swin_transformer", lambda m: m.SwinTransformer([4, 4], 8, [2, 1], [2, 2], [2, 2],
+                                                                 stochastic_depth_prob=0.0, num_classes=5,
+                                                                 block=m.SwinTransformerBlockV2,
+                                                                 downsample_layer=m.PatchMergingV2))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_vgg(zoo, batch_norm):
+    _check(zoo, "vgg", lambda m: m.VGG(m.make_layers([8, "M", 512, "M"], batch_norm=batch_norm), num_classes=5,
+                                        dropout=0.0), x_shape=(2, 3, 16, 16), train_step=batch_norm)
+
+
+def test_vision_transformer(zoo):
+    _check(zoo, "vision_transformer", lambda m: m.VisionTransformer(image_size=32, patch_size=8, num_layers=1,
+                                                                     num_heads=2, hidden_dim=16, mlp_dim=32,
+                                                                     dropout=0.0, attention_dropout=0.0,
+                                                                     num_classes=5))
