@@ -7,6 +7,8 @@ BatchNorm running statistics after one step; a jitted ``make_train_step`` runs o
 
 from __future__ import annotations
 
+from functools import partial
+
 import jax
 import numpy as np
 import pytest

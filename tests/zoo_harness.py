@@ -16,6 +16,7 @@ from __future__ import annotations
 import ast
 import importlib
 import os
+import re
 import sys
 import textwrap
 
@@ -98,7 +99,9 @@ def build_package(root: str, families: list[str]) -> list[tuple[str, str]]:
     def converted(relpath: str) -> str:
         code, found = convert_with_flags(read_source(f"torchvision/{relpath}"), relpath)
         flags.extend((f"{relpath}:{f.line}", f.message) for f in found)
-        return code
+        # A few files import their package absolutely (maxvit: `from torchvision.ops.misc import ...`):
+        # inside the converted package that is fvision, not the real torchvision.
+        return re.sub(r"^(\s*)from torchvision\.", rf"\1from {PACKAGE}.", code, flags=re.MULTILINE)
 
     for folder in ("", "models", "ops", "transforms"):
         _write(root, os.path.join(folder, "__init__.py"), "")
@@ -181,7 +184,7 @@ def assert_rel_close(ours, ref, rel: float, what: str) -> None:
 def assert_same_distributions(fresh_ours: dict, fresh_torch: dict, min_numel: int = 256) -> None:
     """Each tensor of a fresh funcnet model is drawn as torch's fresh model draws it: constant
     tensors equal exactly; random tensors of ``min_numel`` or more elements have the same mean
-    and spread (std within 12 %, mean within 5 standard errors)."""
+    and spread (std and mean within 4-5 standard errors of the difference of two samples)."""
     assert list(fresh_ours) == list(fresh_torch)
     for name, ref in fresh_torch.items():
         ours = np.asarray(fresh_ours[name])
@@ -195,7 +198,8 @@ def assert_same_distributions(fresh_ours: dict, fresh_torch: dict, min_numel: in
             continue
         if ref.size < min_numel:
             continue
-        np.testing.assert_allclose(ours.std(), ref.std(), rtol=0.12, err_msg=f"{name}: init std")
+        # Two std estimates of n samples differ by ~1/sqrt(n) relative (normal draws): allow 4 of that.
+        np.testing.assert_allclose(ours.std(), ref.std(), rtol=4 / np.sqrt(ref.size), err_msg=f"{name}: init std")
         stderr = ref.std() / np.sqrt(ref.size)
         assert abs(ours.mean() - ref.mean()) <= 5 * stderr * np.sqrt(2) + 1e-7, f"{name}: init mean"
 
