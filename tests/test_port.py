@@ -250,6 +250,22 @@ def test_inplace_updates_that_may_be_shared_are_flagged(body):
     assert "# funcnet.port: in-place update of" in code
 
 
+def test_updates_of_names_the_function_does_not_bind_are_not_rebound():
+    code, flags = _convert("""\
+        import torch
+        REGISTRY = {}
+        TABLE = torch.zeros(3)
+        def register(key, fn):
+            REGISTRY[key] = fn
+        def bump(i):
+            TABLE[i] += 1
+            TABLE.add_(1)
+        """)
+    assert "    REGISTRY[key] = fn\n" in code and "    TABLE[i] += 1\n" in code and "    TABLE.add_(1)\n" in code
+    assert [f.line for f in flags] == [7, 8], flags  # a module-level tensor updated in place: flagged
+    assert "does not bind" in flags[0].message
+
+
 def test_container_item_assignment_stays_python():
     code, flags = _convert("""\
         import torch
@@ -362,13 +378,22 @@ def test_torchvision_model_files_convert_and_parse(converted_torchvision):
         report.append(f"{path}: {len(flags)} flagged")
         report.extend(f"    {f.line}: {f.message}" for f in flags)
     print("\n".join(report))
+    # What stays flagged in torchvision's classification code: the memory-efficient DenseNet's
+    # requires_grad test, legacy state_dict key renaming (dicts passed in: the converted code is
+    # right for a dict, but the converter cannot know it), and stochastic depth's Bernoulli noise.
+    flagged = {path: [f.line for f in flags] for path, (_, flags) in converted_torchvision.items() if flags}
+    assert flagged == {
+        "torchvision/models/densenet.py": [55, 235],
+        "torchvision/models/vision_transformer.py": [73, 855],
+        "torchvision/ops/stochastic_depth.py": [41, 43],
+    }
 
 
 @pytest.mark.slow
 def test_torchvision_tensor_idioms_are_converted(converted_torchvision):
     shuffle, _ = converted_torchvision["torchvision/models/shufflenetv2.py"]
     assert "batchsize, num_channels, height, width = tm.size(x)" in shuffle
-    assert "x = tm.transpose(x, 1, 2)\n" in shuffle
+    assert "x = funcnet.transpose(x, 1, 2)\n" in shuffle  # torch.transpose(x, 1, 2).contiguous()
     assert "x1, x2 = tm.chunk(x, 2, dim=1)" in shuffle
     vit, _ = converted_torchvision["torchvision/models/vision_transformer.py"]
     assert "nn.Parameter((1, seq_length, hidden_dim), init=funcnet.nn.init.normal(std=0.02))  # from BERT" in vit

@@ -501,11 +501,15 @@ class _Converter(cst.CSTTransformer):
         if isinstance(receiver_o, cst.Attribute) and receiver_o.attr.value == "data":
             receiver_o, receiver, data_stripped = receiver_o.value, receiver.value, True
         args = list(new_call.args)
-        if isinstance(receiver_o, cst.Name) and not data_stripped and method in _INPLACE:
+        local = isinstance(receiver_o, cst.Name) and self._analysis.is_local(call, receiver_o.value) or (
+            isinstance(receiver_o, cst.Subscript) and isinstance(receiver_o.value, cst.Name)
+            and self._analysis.is_local(call, receiver_o.value.value))
+        if isinstance(receiver_o, cst.Name) and not data_stripped and method in _INPLACE and local:
             value = cst.Call(func=self.expr(f"tm.{method}"), args=[_arg(receiver), *args])
             self._check_alias(call, receiver_o.value)
             return cst.Assign(targets=[cst.AssignTarget(cst.Name(receiver_o.value))], value=value)
-        if isinstance(receiver_o, cst.Subscript) and isinstance(receiver_o.value, cst.Name) and not data_stripped:
+        if isinstance(receiver_o, cst.Subscript) and isinstance(receiver_o.value, cst.Name) and not data_stripped \
+                and local:
             if method in _AT_OF_INPLACE or method == "zero_":
                 op = _AT_OF_INPLACE.get(method, "set")
                 value_args = args if method != "zero_" else [_arg(cst.Integer("0"))]
@@ -573,10 +577,15 @@ class _Converter(cst.CSTTransformer):
                           value=self._at(new_target.value, new_target.slice, op, updated_node.value))
 
     def _maybe_tensor(self, node: cst.CSTNode, name: str) -> bool:
-        """Item assignment on a dict/list is plain Python; tm.at handles both, but keep obvious containers."""
-        if self._analysis is None:
-            return True
-        return self._analysis.maybe_tensor(node, name)
+        """Whether ``name[i] = v`` is converted: not on a clear container (plain Python), and only where
+        ``name`` can be rebound (a global/closure tensor updated in place is flagged instead)."""
+        if not self._analysis.maybe_tensor(node, name):
+            return False
+        if not self._analysis.is_local(node, name):
+            self.flag(node, f"in-place update of '{name}', which this function does not bind: "
+                            "return the new value (x = x.at[i].set(v)) instead")
+            return False
+        return True
 
     def _check_alias(self, node: cst.CSTNode, name: str) -> None:
         if self._analysis is not None and self._analysis.is_unaliased(node, name):
@@ -746,9 +755,22 @@ class _Aliasing:
         return True
 
     # ---- questions ---------------------------------------------------------------------------
+    def is_local(self, node: cst.CSTNode, name: str) -> bool:
+        """Whether ``name`` can be rebound where ``node`` is: a module-level name at module level, or a
+        name the enclosing function binds itself (rebinding a global or closure name would make it local)."""
+        scope = self._scope(node)
+        if scope is self.module:
+            return True
+        if any(isinstance(self._up(n), (cst.Global, cst.NameItem)) for n in self._names(scope, name)):
+            return False
+        return bool(self._bindings(scope, name))
+
     def maybe_tensor(self, node: cst.CSTNode, name: str) -> bool:
-        """False when every binding of ``name`` in the scope is clearly a Python container."""
-        bindings = self._bindings(self._scope(node), name)
+        """False when every binding of ``name`` in its scope is clearly a Python container."""
+        scope = self._scope(node)
+        if not self.is_local(node, name):
+            scope = self.module
+        bindings = self._bindings(scope, name)
         if not bindings:
             return True
         return not all(self._is_container(value) for _, value in bindings)
