@@ -4,7 +4,12 @@ Each rewrite is checked twice: the converted text, and the converted code run on
 against the original run by torch on the same random tensors."""
 
 import ast
+import contextlib
 import io
+import os
+import re
+import subprocess
+import sys
 import textwrap
 import zlib
 
@@ -183,6 +188,41 @@ def test_methods_on_non_tensors_keep_their_own_meaning():
     items = [3, 1, 2]
     assert scope["f"]("a,b", items, scope["D"]()) == (["a", "b"], None, "moved to x")
     assert items == [1, 2, 3]
+
+
+def test_devices_are_jax_choice_and_modules_hold_no_arrays():
+    import funcnet.nn as fnn
+    import funcnet.port.ops as tm
+
+    x = jnp.arange(3.0)
+    assert tm.to(x, "cuda") is x and tm.cuda(x) is x and tm.cpu(x) is x
+    assert tm.to(x, tm.device("cuda", 0), dtype=jnp.float16).dtype == jnp.float16
+    assert tm.to(x, jnp.int32).dtype == jnp.int32 and tm.to(x, jnp.ones(1, jnp.float16)).dtype == jnp.float16
+    model = fnn.Linear(2, 3)
+    assert tm.to(model, "cuda:0") is model and tm.cuda(model) is model
+    with pytest.raises(NotImplementedError, match="compute_dtype"):
+        tm.to(model, jnp.float16)
+    assert float(tm.data(x).sum()) == 3.0
+
+
+@pytest.mark.subprocess
+def test_converted_code_needs_no_libcst_at_run_time():
+    code = "import sys\nsys.modules['libcst'] = None\nimport funcnet.port.ops as tm\nimport jax.numpy as jnp\n" \
+           "print(tm.size(jnp.zeros((2, 3)), 1))\n"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.strip() == "3", result.stderr
+
+
+def test_readme_port_section_prints_what_it_shows():
+    readme = open(os.path.join(os.path.dirname(__file__), "..", "README.md"), encoding="utf-8").read()
+    section = readme[readme.index("## Porting a PyTorch model"):readme.index("## What is in the box")]
+    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
+    shown = re.findall(r"```text\n(.*?)```", section, re.S)[0]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        for block in blocks:
+            exec(block, {})
+    assert out.getvalue().strip() == shown.strip()
 
 
 def test_size_on_a_numpy_batch_works_as_on_a_tensor():
