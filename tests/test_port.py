@@ -233,6 +233,51 @@ def test_size_on_a_numpy_batch_works_as_on_a_tensor():
     assert tm.std(batch) == batch.std()  # numpy's own method (ddof 0), as the original code meant
 
 
+USER_MODEL = """\
+import math
+import torch
+import torch.nn as nn
+from torch.nn import functional as F
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, d, h, block_size=8):
+        super().__init__()
+        self.c_attn = nn.Linear(d, 3 * d)
+        self.n_head = h
+        self.register_buffer("bias", torch.tril(torch.ones(block_size, block_size)).view(1, 1, block_size, block_size))
+
+    def forward(self, x):
+        B, T, C = x.size()
+        q, k, v = self.c_attn(x).split(C, dim=2)
+        k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))
+        att = att.masked_fill(self.bias[:, :, :T, :T] == 0, float("-inf"))
+        att = F.softmax(att, dim=-1)
+        y = att @ v
+        y = y.transpose(1, 2).contiguous().view(B, T, C)
+        return y.flatten(1).chunk(2, -1)[0].max(-1).values
+"""
+
+
+def test_a_user_model_file_converts_to_the_same_function():
+    code, flags = _convert(USER_MODEL)
+    assert flags == [] and "math.sqrt(tm.size(k, -1))" in code
+    scope: dict = {}
+    exec(code, scope)
+    ours = scope["CausalSelfAttention"](12, 3)
+    torch_scope: dict = {}
+    exec(USER_MODEL, torch_scope)
+    theirs = torch_scope["CausalSelfAttention"](12, 3)
+    state = {k: v.detach().numpy() for k, v in theirs.state_dict().items()}
+    variables, _ = ours.load_state_dict(state)
+    x = np.random.default_rng(3).standard_normal((2, 5, 12)).astype(np.float32)
+    out = ours.apply(variables.params, jnp.asarray(x), buffers=variables.buffers)
+    np.testing.assert_allclose(np.asarray(out), theirs(torch.from_numpy(x)).detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
 # ---- in-place updates ----------------------------------------------------------------------------
 
 INPLACE = """\

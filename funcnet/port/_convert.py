@@ -194,6 +194,7 @@ class _Converter(cst.CSTTransformer):
                 alias += "_"
             self.alias[name] = alias
         self._analysis: Any = None
+        self.imported: set[str] = set()
         self._wrapper: Any = None
         self._positions: Any = None
 
@@ -396,6 +397,9 @@ class _Converter(cst.CSTTransformer):
             return updated_node
         if isinstance(receiver, cst.Call) and isinstance(receiver.func, cst.Name) and receiver.func.value == "super":
             return updated_node
+        parts = _dotted(receiver)
+        if parts and parts[0] in self.imported:  # math.sqrt(...), np.random.normal(...): a module's function
+            return updated_node
         new_receiver = updated_node.func.value
         if method == "contiguous" and not original_node.args:
             return new_receiver
@@ -425,6 +429,10 @@ class _Converter(cst.CSTTransformer):
     def _torch_call(self, original: cst.Call, updated: cst.Call) -> Any:
         """``nn.Parameter(torch.empty(n, m).normal_(std=s))`` → ``nn.Parameter((n, m), init=...)``."""
         path = self._torch_path(original.func)
+        if path is not None and path.startswith("torch.optim.") and path.count(".") == 2 and any(
+                a.keyword is None for a in original.args):
+            self.flag(original, f"{path}(params, ...): funcnet optimizers take no params (an optax "
+                                "transformation: opt.init(params), opt.update(grads, state, params))")
         if path == "torch.nn.Parameter" and original.args:
             init = self._fresh_fill(original.args[0].value, updated.args[0].value)
             if init is not None:
@@ -615,10 +623,12 @@ def _import_binding(conv: _Converter, code: str, bound: str, need: str | None) -
     return f"from {module} import {name}" + (f" as {bound}" if bound != name else "")
 
 
-def _collect_bindings(module: cst.Module) -> tuple[dict[str, str], set[str]]:
-    """Names bound to torch modules/objects by the file's imports, and every name used in the file."""
+def _collect_bindings(module: cst.Module) -> tuple[dict[str, str], set[str], set[str]]:
+    """Names bound to torch modules/objects by the file's imports, every name used in the file, and
+    every name an import binds (``math``, ``np``: receivers that are modules, not tensors)."""
     bindings: dict[str, str] = {}
     names: set[str] = set()
+    imported: set[str] = set()
 
     class Collect(cst.CSTVisitor):
         def visit_Name(self, node: cst.Name) -> None:
@@ -626,6 +636,7 @@ def _collect_bindings(module: cst.Module) -> tuple[dict[str, str], set[str]]:
 
         def visit_Import(self, node: cst.Import) -> None:
             for alias in node.names:
+                imported.add(alias.asname.name.value if alias.asname else _module_dotted(alias.name).split(".")[0])
                 path = _module_dotted(alias.name)
                 if path == "torch" or path.startswith("torch."):
                     if alias.asname is not None:
@@ -634,6 +645,8 @@ def _collect_bindings(module: cst.Module) -> tuple[dict[str, str], set[str]]:
                         bindings["torch"] = "torch"
 
         def visit_ImportFrom(self, node: cst.ImportFrom) -> None:
+            if not isinstance(node.names, cst.ImportStar):
+                imported.update(a.asname.name.value if a.asname else a.name.value for a in node.names)
             if node.relative or node.module is None or isinstance(node.names, cst.ImportStar):
                 return
             path = _module_dotted(node.module)
@@ -643,7 +656,7 @@ def _collect_bindings(module: cst.Module) -> tuple[dict[str, str], set[str]]:
                     bindings[bound] = f"{path}.{alias.name.value}"
 
     module.visit(Collect())
-    return bindings, names
+    return bindings, names, imported
 
 
 # Torch functions and methods whose result may share storage with an argument / the receiver.
@@ -918,9 +931,10 @@ def convert_module(source: str, filename: str = "<string>") -> tuple[str, list[F
         module = cst.parse_module(source)
     except cst.ParserSyntaxError as e:
         raise PortSyntaxError(f"{filename}:{e.raw_line}:{e.raw_column}: syntax error: {e.message}") from None
-    bindings, names = _collect_bindings(module)
+    bindings, names, imported = _collect_bindings(module)
     wrapper = cst.MetadataWrapper(module, unsafe_skip_copy=True)  # the tree was just parsed: no copy
     conv = _Converter(bindings, names, filename)
+    conv.imported = imported
     conv._analysis = _Aliasing(wrapper.module, conv._torch_path)
     conv._wrapper = wrapper
     converted_lines: list[int] = []
