@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from funcnet.port import PortSyntaxError, convert
+from funcnet.port import convert
+from funcnet.port._convert import PortSyntaxError
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -194,6 +194,7 @@ class _Converter(cst.CSTTransformer):
                 alias += "_"
             self.alias[name] = alias
         self._analysis: Any = None
+        self.imported: set[str] = set()
         self._wrapper: Any = None
         self._positions: Any = None
 
@@ -396,6 +397,9 @@ class _Converter(cst.CSTTransformer):
             return updated_node
         if isinstance(receiver, cst.Call) and isinstance(receiver.func, cst.Name) and receiver.func.value == "super":
             return updated_node
+        parts = _dotted(receiver)
+        if parts and parts[0] in self.imported:  # math.sqrt(...), np.random.normal(...): a module's function
+            return updated_node
         new_receiver = updated_node.func.value
         if method == "contiguous" and not original_node.args:
             return new_receiver
@@ -425,6 +429,10 @@ class _Converter(cst.CSTTransformer):
     def _torch_call(self, original: cst.Call, updated: cst.Call) -> Any:
         """``nn.Parameter(torch.empty(n, m).normal_(std=s))`` → ``nn.Parameter((n, m), init=...)``."""
         path = self._torch_path(original.func)
+        if path is not None and path.startswith("torch.optim.") and path.count(".") == 2 and any(
+                a.keyword is None for a in original.args):
+            self.flag(original, f"{path}(params, ...): funcnet optimizers take no params (an optax "
+                                "transformation: opt.init(params), opt.update(grads, state, params))")
         if path == "torch.nn.Parameter" and original.args:
             init = self._fresh_fill(original.args[0].value, updated.args[0].value)
             if init is not None:
@@ -501,11 +509,15 @@ class _Converter(cst.CSTTransformer):
         if isinstance(receiver_o, cst.Attribute) and receiver_o.attr.value == "data":
             receiver_o, receiver, data_stripped = receiver_o.value, receiver.value, True
         args = list(new_call.args)
-        if isinstance(receiver_o, cst.Name) and not data_stripped and method in _INPLACE:
+        local = isinstance(receiver_o, cst.Name) and self._analysis.is_local(call, receiver_o.value) or (
+            isinstance(receiver_o, cst.Subscript) and isinstance(receiver_o.value, cst.Name)
+            and self._analysis.is_local(call, receiver_o.value.value))
+        if isinstance(receiver_o, cst.Name) and not data_stripped and method in _INPLACE and local:
             value = cst.Call(func=self.expr(f"tm.{method}"), args=[_arg(receiver), *args])
             self._check_alias(call, receiver_o.value)
             return cst.Assign(targets=[cst.AssignTarget(cst.Name(receiver_o.value))], value=value)
-        if isinstance(receiver_o, cst.Subscript) and isinstance(receiver_o.value, cst.Name) and not data_stripped:
+        if isinstance(receiver_o, cst.Subscript) and isinstance(receiver_o.value, cst.Name) and not data_stripped \
+                and local:
             if method in _AT_OF_INPLACE or method == "zero_":
                 op = _AT_OF_INPLACE.get(method, "set")
                 value_args = args if method != "zero_" else [_arg(cst.Integer("0"))]
@@ -573,10 +585,15 @@ class _Converter(cst.CSTTransformer):
                           value=self._at(new_target.value, new_target.slice, op, updated_node.value))
 
     def _maybe_tensor(self, node: cst.CSTNode, name: str) -> bool:
-        """Item assignment on a dict/list is plain Python; tm.at handles both, but keep obvious containers."""
-        if self._analysis is None:
-            return True
-        return self._analysis.maybe_tensor(node, name)
+        """Whether ``name[i] = v`` is converted: not on a clear container (plain Python), and only where
+        ``name`` can be rebound (a global/closure tensor updated in place is flagged instead)."""
+        if not self._analysis.maybe_tensor(node, name):
+            return False
+        if not self._analysis.is_local(node, name):
+            self.flag(node, f"in-place update of '{name}', which this function does not bind: "
+                            "return the new value (x = x.at[i].set(v)) instead")
+            return False
+        return True
 
     def _check_alias(self, node: cst.CSTNode, name: str) -> None:
         if self._analysis is not None and self._analysis.is_unaliased(node, name):
@@ -606,10 +623,12 @@ def _import_binding(conv: _Converter, code: str, bound: str, need: str | None) -
     return f"from {module} import {name}" + (f" as {bound}" if bound != name else "")
 
 
-def _collect_bindings(module: cst.Module) -> tuple[dict[str, str], set[str]]:
-    """Names bound to torch modules/objects by the file's imports, and every name used in the file."""
+def _collect_bindings(module: cst.Module) -> tuple[dict[str, str], set[str], set[str]]:
+    """Names bound to torch modules/objects by the file's imports, every name used in the file, and
+    every name an import binds (``math``, ``np``: receivers that are modules, not tensors)."""
     bindings: dict[str, str] = {}
     names: set[str] = set()
+    imported: set[str] = set()
 
     class Collect(cst.CSTVisitor):
         def visit_Name(self, node: cst.Name) -> None:
@@ -617,6 +636,7 @@ def _collect_bindings(module: cst.Module) -> tuple[dict[str, str], set[str]]:
 
         def visit_Import(self, node: cst.Import) -> None:
             for alias in node.names:
+                imported.add(alias.asname.name.value if alias.asname else _module_dotted(alias.name).split(".")[0])
                 path = _module_dotted(alias.name)
                 if path == "torch" or path.startswith("torch."):
                     if alias.asname is not None:
@@ -625,6 +645,8 @@ def _collect_bindings(module: cst.Module) -> tuple[dict[str, str], set[str]]:
                         bindings["torch"] = "torch"
 
         def visit_ImportFrom(self, node: cst.ImportFrom) -> None:
+            if not isinstance(node.names, cst.ImportStar):
+                imported.update(a.asname.name.value if a.asname else a.name.value for a in node.names)
             if node.relative or node.module is None or isinstance(node.names, cst.ImportStar):
                 return
             path = _module_dotted(node.module)
@@ -634,7 +656,7 @@ def _collect_bindings(module: cst.Module) -> tuple[dict[str, str], set[str]]:
                     bindings[bound] = f"{path}.{alias.name.value}"
 
     module.visit(Collect())
-    return bindings, names
+    return bindings, names, imported
 
 
 # Torch functions and methods whose result may share storage with an argument / the receiver.
@@ -746,9 +768,22 @@ class _Aliasing:
         return True
 
     # ---- questions ---------------------------------------------------------------------------
+    def is_local(self, node: cst.CSTNode, name: str) -> bool:
+        """Whether ``name`` can be rebound where ``node`` is: a module-level name at module level, or a
+        name the enclosing function binds itself (rebinding a global or closure name would make it local)."""
+        scope = self._scope(node)
+        if scope is self.module:
+            return True
+        if any(isinstance(self._up(n), (cst.Global, cst.NameItem)) for n in self._names(scope, name)):
+            return False
+        return bool(self._bindings(scope, name))
+
     def maybe_tensor(self, node: cst.CSTNode, name: str) -> bool:
-        """False when every binding of ``name`` in the scope is clearly a Python container."""
-        bindings = self._bindings(self._scope(node), name)
+        """False when every binding of ``name`` in its scope is clearly a Python container."""
+        scope = self._scope(node)
+        if not self.is_local(node, name):
+            scope = self.module
+        bindings = self._bindings(scope, name)
         if not bindings:
             return True
         return not all(self._is_container(value) for _, value in bindings)
@@ -896,9 +931,10 @@ def convert_module(source: str, filename: str = "<string>") -> tuple[str, list[F
         module = cst.parse_module(source)
     except cst.ParserSyntaxError as e:
         raise PortSyntaxError(f"{filename}:{e.raw_line}:{e.raw_column}: syntax error: {e.message}") from None
-    bindings, names = _collect_bindings(module)
+    bindings, names, imported = _collect_bindings(module)
     wrapper = cst.MetadataWrapper(module, unsafe_skip_copy=True)  # the tree was just parsed: no copy
     conv = _Converter(bindings, names, filename)
+    conv.imported = imported
     conv._analysis = _Aliasing(wrapper.module, conv._torch_path)
     conv._wrapper = wrapper
     converted_lines: list[int] = []

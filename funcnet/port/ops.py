@@ -855,3 +855,13 @@ def maximum(x: jax.Array, other: jax.Array) -> jax.Array:
 def minimum(x: jax.Array, other: jax.Array) -> jax.Array:
     """``torch.minimum``."""
     return jnp.minimum(x, other)
+
+
+def tril(x: jax.Array, diagonal: int = 0) -> jax.Array:
+    """``torch.tril(x, diagonal)``."""
+    return jnp.tril(x, diagonal)
+
+
+def triu(x: jax.Array, diagonal: int = 0) -> jax.Array:
+    """``torch.triu(x, diagonal)``."""
+    return jnp.triu(x, diagonal)
