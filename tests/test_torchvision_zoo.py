@@ -112,7 +112,8 @@ def test_inception_v3(zoo):
     # compared without it at 75x75, the smallest input (batch 8: train-mode BatchNorm at 1x1 over 8 values);
     # with it, keys and initialisation.
     _check(zoo, "inception", lambda m: m.Inception3(num_classes=5, aux_logits=False, transform_input=True,
-                                                     init_weights=True, dropout=0.0), x_shape=(8, 3, 75, 75))
+                                                     init_weights=True, dropout=0.0), x_shape=(8, 3, 75, 75),
+           train_rel=1e-3)  # ~95 train-mode BatchNorms, the last ones over 8 values: 1.6e-4 measured
     fmodule, tmodule = zh.load(zoo[0], "inception")
     fmodel, tmodel = (m.Inception3(num_classes=5, aux_logits=True, init_weights=True) for m in (fmodule, tmodule))
     zh.assert_same_distributions(fmodel.state_dict(fmodel.init(jax.random.key(0))), zh.torch_state(tmodel))
