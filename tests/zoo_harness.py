@@ -103,8 +103,12 @@ def build_package(root: str, families: list[str]) -> list[tuple[str, str]]:
         # inside the converted package that is fvision, not the real torchvision.
         return re.sub(r"^(\s*)from torchvision\.", rf"\1from {PACKAGE}.", code, flags=re.MULTILINE)
 
-    for folder in ("", "models", "ops", "transforms"):
+    for folder in ("", "models", "transforms"):
         _write(root, os.path.join(folder, "__init__.py"), "")
+    # torchvision.ops re-exports its layers (EfficientNet: `from ..ops import StochasticDepth`); the
+    # real __init__ also loads compiled detection ops, which no classification model uses.
+    _write(root, "ops/__init__.py", "from .misc import Conv2dNormActivation, MLP, Permute, SqueezeExcitation\n"
+                                    "from .stochastic_depth import stochastic_depth, StochasticDepth\n")
     _write(root, "_utils.py", converted("_utils.py"))
     _write(root, "_internally_replaced_utils.py", _HUB_STANDIN)
     utils_source = read_source("torchvision/utils.py")
