@@ -100,6 +100,7 @@ def test_efficientnet_v2(zoo):
     _check(zoo, "efficientnet", make)
 
 
+@pytest.mark.slow
 def test_googlenet(zoo):
     _check(zoo, "googlenet", lambda m: m.GoogLeNet(num_classes=5, aux_logits=True, transform_input=True,
                                                     init_weights=True, dropout=0.0, dropout_aux=0.0),
@@ -119,6 +120,7 @@ def test_inception_v3(zoo):
     zh.assert_same_distributions(fmodel.state_dict(fmodel.init(jax.random.key(0))), zh.torch_state(tmodel))
 
 
+@pytest.mark.slow
 def test_maxvit(zoo):
     _check(zoo, "maxvit", lambda m: m.MaxVit(input_size=(32, 32), stem_channels=8, partition_size=2,
                                               block_channels=[8, 16], block_layers=[1, 1], head_dim=4,
