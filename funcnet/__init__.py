@@ -11,14 +11,66 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from funcnet.tensor import arange, argmax, cat, flatten, manual_seed, ones, stack, tensor, zeros
+from funcnet.tensor import (  # torch-named tensor functions (torch.sum(x, dim, keepdim) → funcnet.sum ...)
+    _assert,
+    abs,
+    amax,
+    amin,
+    arange,
+    argmax,
+    cat,
+    ceil,
+    chunk,
+    clamp,
+    clip,
+    cos,
+    empty,
+    exp,
+    flatten,
+    floor,
+    full,
+    log,
+    log2,
+    log_softmax,
+    manual_seed,
+    matmul,
+    mean,
+    meshgrid,
+    ones,
+    ones_like,
+    permute,
+    pow,
+    relu,
+    roll,
+    round,
+    rsqrt,
+    sigmoid,
+    sign,
+    sin,
+    softmax,
+    split,
+    sqrt,
+    squeeze,
+    stack,
+    std,
+    sum,
+    tanh,
+    tensor,
+    transpose,
+    unsqueeze,
+    var,
+    where,
+    zeros,
+    zeros_like,
+)
 
 __version__ = "0.1.0"
 
 _SUBPACKAGES = {
     "backends", "nn", "optim", "utils", "data", "datasets", "train", "parallel", "distributed",
-    "vision", "quantization", "interop", "checkpoint", "serialization", "testing",
+    "vision", "quantization", "interop", "checkpoint", "serialization", "testing", "jit", "fx", "port",
 }
+
 # Top-level names that live in a subpackage: name -> (module, attribute).
 _LAZY_ATTRS = {
     "save": ("funcnet.serialization", "save"),
@@ -40,6 +92,9 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "__version__", "arange", "argmax", "cat", "flatten", "load", "manual_seed", "ones", "save",
-    "stack", "tensor", "zeros",
+    "__version__", "_assert", "abs", "amax", "amin", "arange", "argmax", "cat", "ceil", "chunk", "clamp", "clip",
+    "cos", "empty", "exp", "flatten", "floor", "full", "load", "log", "log2", "log_softmax", "manual_seed",
+    "matmul", "mean", "meshgrid", "ones", "ones_like", "permute", "pow", "relu", "roll", "round", "rsqrt", "save",
+    "sigmoid", "sign", "sin", "softmax", "split", "sqrt", "squeeze", "stack", "std", "sum", "tanh", "tensor",
+    "transpose", "unsqueeze", "var", "where", "zeros", "zeros_like",
 ]

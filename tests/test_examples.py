@@ -63,3 +63,17 @@ def test_data_parallel_example_trains_and_saves(tmp_path):
     assert lines[-1].startswith("test accuracy: "), lines
     assert float(lines[-1].split(": ")[1]) > 0.5, lines
     assert (tmp_path / "model.fn").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.subprocess
+def test_port_torchvision_example_converts_builds_and_trains(tmp_path):
+    from torchvision_wheel import wheel_path
+
+    lines = run_example("port_torchvision.py", wheel_path(), "--arch", "shufflenet_v2_x0_5", "--steps", "3",
+                        "--out", str(tmp_path))
+    assert lines[0].startswith("converted torchvision/models/shufflenetv2.py and its helpers into "), lines
+    assert lines[1] == "built shufflenet_v2_x0_5: 352,042 parameters", lines  # torchvision's count, 10 classes
+    losses = [float(line.split("loss: ")[1]) for line in lines if line.startswith("step ")]
+    assert len(losses) == 3 and all(np.isfinite(losses)) and 1.5 < losses[0] < 3.5, lines
+    assert (tmp_path / "torchvision" / "models" / "shufflenetv2.py").exists()

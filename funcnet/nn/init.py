@@ -1,9 +1,10 @@
 """Initialisers with torch's formulas (``torch.nn.init``), as pure ``(key, shape, dtype)`` functions.
 
-torch initialises in place (``kaiming_uniform_(w)``); funcnet returns a function
-that creates the array, for use in a :class:`~funcnet.nn.Parameter`. Only the
-distributions match torch, not the values: torch's CPU random stream is not
-reproducible in JAX.
+``normal(std=...)`` etc. return a function that creates the array, for use in a
+:class:`~funcnet.nn.Parameter`. torch's in-place forms (``kaiming_normal_(m.weight, ...)``,
+``zeros_(m.bias)``) work on a declaration — what ``m.weight`` reads outside ``apply`` — and
+replace its initialiser: still pure, nothing is drawn until ``Module.init(key)``. Only the
+distributions match torch, not the values: torch's CPU random stream is not reproducible in JAX.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from funcnet.nn import _rng
-from funcnet.nn.parameter import Initializer
+from funcnet.nn.parameter import Initializer, Parameter
 
 
 def calculate_fan_in_and_fan_out(shape: tuple[int, ...]) -> tuple[int, int]:
@@ -131,3 +132,116 @@ def torch_default_weight(key: jax.Array, shape: tuple[int, ...], dtype: Any) -> 
 def torch_default_bias(fan_in: int) -> Initializer:
     """Linear/Conv bias default: U(±1/√fan_in), zero when fan_in is 0."""
     return bounded_uniform(1 / math.sqrt(fan_in) if fan_in > 0 else 0.0)
+
+
+def trunc_normal(mean: float = 0.0, std: float = 1.0, a: float = -2.0, b: float = 2.0) -> Initializer:
+    """N(mean, std²) truncated to [a, b] (absolute bounds), by torch's inverse-CDF method."""
+
+    def init(key: jax.Array, shape: tuple[int, ...], dtype: Any) -> jax.Array:
+        def cdf(x: float) -> float:
+            return (1.0 + math.erf(x / math.sqrt(2.0))) / 2.0
+
+        low, high = cdf((a - mean) / std), cdf((b - mean) / std)
+        u = jnp.asarray(_rng.sample("uniform", key, shape, 2 * low - 1, 2 * high - 1))
+        # A float32 uniform draw can be exactly -1 (p = 2^-24), where erfinv is -inf: the value would
+        # land on the bound a. Keep u inside the open interval, as the continuous distribution does.
+        edge = np.float32(1) - np.float32(2.0**-24)
+        u = jnp.clip(u, -edge, edge)
+        x = jax.scipy.special.erfinv(u) * (std * math.sqrt(2.0)) + mean
+        return jnp.clip(x, a, b).astype(dtype)
+
+    return init
+
+
+def orthogonal(gain: float = 1.0) -> Initializer:
+    """``orthogonal_``: a (semi-)orthogonal matrix from the QR of a normal draw (dims ≥ 2 flattened)."""
+
+    def init(key: jax.Array, shape: tuple[int, ...], dtype: Any) -> jax.Array:
+        if len(shape) < 2:
+            raise ValueError("Only tensors with 2 or more dimensions are supported")
+        rows, cols = shape[0], math.prod(shape[1:])
+        flat = jnp.asarray(_rng.sample("normal", key, (rows, cols), 0.0, 1.0))
+        if rows < cols:
+            flat = flat.T
+        q, r = jnp.linalg.qr(flat)
+        q = q * jnp.sign(jnp.diag(r))
+        if rows < cols:
+            q = q.T
+        return (gain * q).reshape(shape).astype(dtype)
+
+    return init
+
+
+# -- torch's in-place forms: they replace a declaration's initialiser ------------------------
+def _declaration(tensor: Any, name: str) -> Parameter:
+    if isinstance(tensor, Parameter):
+        return tensor
+    raise TypeError(
+        f"nn.init.{name}: expected a parameter declaration (what `module.weight` reads outside apply), "
+        f"got {type(tensor).__name__}. torch fills tensors in place; a JAX array cannot change. To start "
+        f"a parameter this way, call it on the declaration in __init__ (nn.init.{name}(self.weight, ...)), "
+        f"or pass the initialiser function nn.init.{name.rstrip('_')}(...) to Parameter(shape, init)."
+    )
+
+
+def uniform_(tensor: Parameter, a: float = 0.0, b: float = 1.0, generator: Any = None) -> Parameter:
+    """``torch.nn.init.uniform_``: the declaration starts as U(a, b)."""
+    return _declaration(tensor, "uniform_")._set_init(uniform(a, b))
+
+
+def normal_(tensor: Parameter, mean: float = 0.0, std: float = 1.0, generator: Any = None) -> Parameter:
+    """``torch.nn.init.normal_``: the declaration starts as N(mean, std²)."""
+    return _declaration(tensor, "normal_")._set_init(normal(mean, std))
+
+
+def trunc_normal_(tensor: Parameter, mean: float = 0.0, std: float = 1.0, a: float = -2.0, b: float = 2.0,
+                  generator: Any = None) -> Parameter:
+    """``torch.nn.init.trunc_normal_``: N(mean, std²) truncated to [a, b]."""
+    return _declaration(tensor, "trunc_normal_")._set_init(trunc_normal(mean, std, a, b))
+
+
+def constant_(tensor: Parameter, val: float) -> Parameter:
+    """``torch.nn.init.constant_``."""
+    return _declaration(tensor, "constant_")._set_init(constant(float(val)))
+
+
+def ones_(tensor: Parameter) -> Parameter:
+    return _declaration(tensor, "ones_")._set_init(ones)
+
+
+def zeros_(tensor: Parameter) -> Parameter:
+    return _declaration(tensor, "zeros_")._set_init(zeros)
+
+
+def xavier_uniform_(tensor: Parameter, gain: float = 1.0, generator: Any = None) -> Parameter:
+    """``torch.nn.init.xavier_uniform_``: U(±gain·√(6/(fan_in+fan_out)))."""
+    return _declaration(tensor, "xavier_uniform_")._set_init(xavier_uniform(gain))
+
+
+def xavier_normal_(tensor: Parameter, gain: float = 1.0, generator: Any = None) -> Parameter:
+    """``torch.nn.init.xavier_normal_``: N(0, gain²·2/(fan_in+fan_out))."""
+    return _declaration(tensor, "xavier_normal_")._set_init(xavier_normal(gain))
+
+
+def kaiming_uniform_(tensor: Parameter, a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu",
+                     generator: Any = None) -> Parameter:
+    """``torch.nn.init.kaiming_uniform_``: U(±gain·√(3/fan))."""
+    _check_mode(mode)
+    return _declaration(tensor, "kaiming_uniform_")._set_init(kaiming_uniform(a, mode, nonlinearity))
+
+
+def kaiming_normal_(tensor: Parameter, a: float = 0.0, mode: str = "fan_in", nonlinearity: str = "leaky_relu",
+                    generator: Any = None) -> Parameter:
+    """``torch.nn.init.kaiming_normal_``: N(0, gain²/fan)."""
+    _check_mode(mode)
+    return _declaration(tensor, "kaiming_normal_")._set_init(kaiming_normal(a, mode, nonlinearity))
+
+
+def orthogonal_(tensor: Parameter, gain: float = 1.0, generator: Any = None) -> Parameter:
+    """``torch.nn.init.orthogonal_``."""
+    return _declaration(tensor, "orthogonal_")._set_init(orthogonal(gain))
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in ("fan_in", "fan_out"):
+        raise ValueError(f"Mode {mode} not supported, please use one of fan_in, fan_out")

@@ -182,14 +182,18 @@ class Module:
                 self._registry("_buffers"),
                 self._registry("_modules"),
             )
+            target = buffers if isinstance(value, Buffer) else params if isinstance(value, Parameter) else modules
             for registry in (params, buffers, modules):
-                registry.pop(name, None)
+                if registry is not target:  # re-assigning keeps the name's place (torch's state_dict order)
+                    registry.pop(name, None)
             if isinstance(value, Buffer):
                 buffers[name] = value
             elif isinstance(value, Parameter):
                 params[name] = value
             else:
                 modules[name] = value
+            if isinstance(value, Parameter) and not value.where:
+                value.where = f"{type(self).__name__}.{name}"  # named in DeclarationError messages
             self.__dict__.pop(name, None)
             return
         buffers = self.__dict__.get("_buffers", {})
@@ -215,13 +219,9 @@ class Module:
         if name in d.get("_parameters", ()) or name in d.get("_buffers", ()):
             ctx = _context.current()
             if ctx is None:
-                kind = "parameter" if name in d["_parameters"] else "buffer"
-                raise AttributeError(
-                    f"{type(self).__name__}.{name} has a value only inside apply: funcnet "
-                    f"modules hold no arrays (the arrays are in params/buffers from init). To share "
-                    f"the declaration itself (weight tying), use get_{kind}: "
-                    f"other.weight = module.get_{kind}({name!r})"
-                )
+                # Outside apply a declared array reads as its declaration, the metadata torch's
+                # __init__ code inspects (shape, dtype, nn.init.*_ targets, weight tying).
+                return d["_parameters"][name] if name in d["_parameters"] else d["_buffers"][name]
             if name in d["_parameters"]:
                 return ctx.param(self, name)
             return ctx.buffer(self, name)
@@ -253,19 +253,26 @@ class Module:
         return declarations[name]
 
     def register_parameter(self, name: str, param: Parameter | None) -> None:
-        """torch's ``register_parameter``; ``None`` removes the name."""
+        """torch's ``register_parameter``; ``None`` declares that there is none: the attribute
+        then reads ``None`` (torch's ``m.bias is None`` for a layer without bias)."""
         if param is None:
             self._registry("_parameters").pop(name, None)
+            object.__setattr__(self, name, None)
         else:
             setattr(self, name, param)
 
-    def register_buffer(self, name: str, buffer: Buffer | None, persistent: bool = True) -> None:
-        """torch's ``register_buffer``; ``persistent=False`` keeps it out of ``state_dict``."""
+    def register_buffer(self, name: str, buffer: Any, persistent: bool = True) -> None:
+        """torch's ``register_buffer``; ``persistent=False`` keeps it out of ``state_dict``.
+
+        ``buffer`` is a declaration, or an array (jax, numpy, torch): the buffer then starts
+        as that value (torch's ``register_buffer("index", tensor)``); ``None`` reads as None."""
         if buffer is None:
             self._registry("_buffers").pop(name, None)
+            object.__setattr__(self, name, None)
             return
         if not isinstance(buffer, Buffer):
-            buffer = Buffer(buffer.shape, buffer.init, buffer.dtype)
+            buffer = Buffer(buffer) if not isinstance(buffer, Parameter) else Buffer(buffer.shape, buffer.init,
+                                                                                     buffer.dtype)
         buffer.persistent = persistent
         setattr(self, name, buffer)
 
@@ -644,7 +651,7 @@ class Module:
         return summarize(self)
 
     def num_parameters(self) -> int:
-        return sum(spec.size for _, spec in self.named_parameter_specs())
+        return sum(spec.numel() for _, spec in self.named_parameter_specs())
 
     # Modules are configuration: identity equality and hashing make them usable as
     # static arguments of jax.jit and as closure constants.

@@ -32,8 +32,8 @@ def summarize(model: Module) -> str:
             (
                 path or "(root)",
                 type(module).__name__,
-                sum(p.size for p in params),
-                sum(b.size for b in buffers),
+                sum(p.numel() for p in params),
+                sum(b.numel() for b in buffers),
                 sum(p.nbytes for p in params) + sum(b.nbytes for b in buffers),
             )
         )

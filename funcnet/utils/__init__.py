@@ -1,4 +1,5 @@
-"""funcnet.utils: ``funcnet.utils.data`` (datasets, samplers, DataLoader), as ``torch.utils``."""
+"""funcnet.utils: ``funcnet.utils.data`` (datasets, samplers, DataLoader) and
+``funcnet.utils.checkpoint`` (``jax.checkpoint``), as ``torch.utils``."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ from typing import Any
 
 
 def __getattr__(name: str) -> Any:
-    if name == "data":
-        module = importlib.import_module("funcnet.utils.data")
+    if name in ("data", "checkpoint"):
+        module = importlib.import_module(f"funcnet.utils.{name}")
         globals()[name] = module
         return module
     raise AttributeError(f"module 'funcnet.utils' has no attribute '{name}'")

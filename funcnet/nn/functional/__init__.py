@@ -6,6 +6,8 @@ One file per family; this module re-exports them all.
 from funcnet.nn.functional.activation import (
     elu,
     gelu,
+    hardsigmoid,
+    hardswish,
     hardtanh,
     leaky_relu,
     log_softmax,
@@ -29,6 +31,7 @@ from funcnet.nn.functional.conv import (
     conv_transpose3d,
 )
 from funcnet.nn.functional.dropout import dropout, dropout2d
+from funcnet.nn.functional.interpolate import interpolate, upsample, upsample_bilinear, upsample_nearest
 from funcnet.nn.functional.linear import linear
 from funcnet.nn.functional.loss import (
     binary_cross_entropy,
@@ -66,6 +69,12 @@ from funcnet.nn.functional.pooling import (
 from funcnet.nn.functional.sparse import embedding, one_hot
 
 __all__ = [
+    "hardsigmoid",
+    "hardswish",
+    "interpolate",
+    "upsample",
+    "upsample_bilinear",
+    "upsample_nearest",
     "adaptive_avg_pool1d",
     "adaptive_avg_pool2d",
     "adaptive_avg_pool3d",

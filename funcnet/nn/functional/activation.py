@@ -74,6 +74,16 @@ def mish(input: jax.Array, inplace: bool = False) -> jax.Array:
     return input * jnp.tanh(jax.nn.softplus(input))
 
 
+def hardswish(input: jax.Array, inplace: bool = False) -> jax.Array:
+    """``F.hardswish``: x·relu6(x + 3)/6 (MobileNetV3)."""
+    return input * jnp.clip(input + 3.0, 0.0, 6.0) / 6.0
+
+
+def hardsigmoid(input: jax.Array, inplace: bool = False) -> jax.Array:
+    """``F.hardsigmoid``: relu6(x + 3)/6."""
+    return jnp.clip(input + 3.0, 0.0, 6.0) / 6.0
+
+
 def sigmoid(input: jax.Array) -> jax.Array:
     """``F.sigmoid``: 1 / (1 + e⁻ˣ)."""
     return jax.nn.sigmoid(input)

@@ -3,6 +3,8 @@
 from funcnet.nn.modules.activation import (
     ELU,
     GELU,
+    Hardsigmoid,
+    Hardswish,
     Hardtanh,
     LeakyReLU,
     LogSoftmax,
@@ -70,8 +72,14 @@ from funcnet.nn.modules.transformer import (
     TransformerEncoder,
     TransformerEncoderLayer,
 )
+from funcnet.nn.modules.upsampling import Upsample, UpsamplingBilinear2d, UpsamplingNearest2d
 
 __all__ = [
+    "Hardsigmoid",
+    "Hardswish",
+    "Upsample",
+    "UpsamplingBilinear2d",
+    "UpsamplingNearest2d",
     "AdaptiveAvgPool1d",
     "AdaptiveAvgPool2d",
     "AdaptiveAvgPool3d",

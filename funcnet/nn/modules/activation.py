@@ -69,6 +69,20 @@ class ELU(_Inplace):
         return self._inplace_repr(f"alpha={self.alpha}")
 
 
+class Hardswish(_Inplace):
+    """``torch.nn.Hardswish``: x·relu6(x + 3)/6, any shape."""
+
+    def forward(self, x: jax.Array) -> jax.Array:
+        return F.hardswish(x)
+
+
+class Hardsigmoid(_Inplace):
+    """``torch.nn.Hardsigmoid``: relu6(x + 3)/6, any shape."""
+
+    def forward(self, x: jax.Array) -> jax.Array:
+        return F.hardsigmoid(x)
+
+
 class GELU(Module):
     """``torch.nn.GELU(approximate='none')``; ``'tanh'`` selects torch's tanh approximation."""
 

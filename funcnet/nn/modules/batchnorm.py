@@ -29,10 +29,18 @@ def declare_norm_state(module: Module, num_features: int, affine: bool, bias: bo
         module.weight = Parameter((num_features,), init.ones, dtype)
         if bias:
             module.bias = Parameter((num_features,), init.zeros, dtype)
+        else:
+            module.register_parameter("bias", None)
+    else:  # torch's attributes read None then
+        module.register_parameter("weight", None)
+        module.register_parameter("bias", None)
     if track_running_stats:
         module.running_mean = Buffer((num_features,), init.zeros, dtype)
         module.running_var = Buffer((num_features,), init.ones, dtype)
         module.num_batches_tracked = Buffer((), init.zeros, jnp.int32)
+    else:
+        for name in ("running_mean", "running_var", "num_batches_tracked"):
+            module.register_buffer(name, None)
 
 
 class _BatchNorm(Module):

@@ -89,6 +89,8 @@ class _ConvNd(Module):
         if bias:
             fan_in, _ = init.calculate_fan_in_and_fan_out(shape)
             self.bias = Parameter((out_channels,), init.torch_default_bias(fan_in), dtype)
+        else:
+            self.register_parameter("bias", None)  # reads None, as torch's m.bias
 
     @property
     def has_bias(self) -> bool:

@@ -40,6 +40,8 @@ class Linear(Module):
         self.weight = Parameter((out_features, in_features), init.torch_default_weight, dtype)
         if bias:
             self.bias = Parameter((out_features,), init.torch_default_bias(in_features), dtype)
+        else:
+            self.register_parameter("bias", None)  # reads None, as torch's m.bias
 
     def forward(self, x: jax.Array) -> jax.Array:
         if x.ndim < 1 or x.shape[-1] != self.in_features:

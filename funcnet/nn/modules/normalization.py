@@ -51,6 +51,11 @@ class LayerNorm(Module):
             self.weight = Parameter(self.normalized_shape, init.ones, dtype)
             if bias:
                 self.bias = Parameter(self.normalized_shape, init.zeros, dtype)
+            else:
+                self.register_parameter("bias", None)
+        else:  # torch's attributes read None then
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
 
     def forward(self, x: jax.Array) -> jax.Array:
         k = len(self.normalized_shape)
@@ -95,6 +100,11 @@ class GroupNorm(Module):
             self.weight = Parameter((num_channels,), init.ones, dtype)
             if bias:
                 self.bias = Parameter((num_channels,), init.zeros, dtype)
+            else:
+                self.register_parameter("bias", None)
+        else:  # torch's attributes read None then
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
 
     def forward(self, x: jax.Array) -> jax.Array:
         if x.ndim < 2 or x.shape[1] != self.num_channels:
