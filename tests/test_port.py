@@ -225,6 +225,21 @@ def test_readme_port_section_prints_what_it_shows():
     assert out.getvalue().strip() == shown.strip()
 
 
+def test_device_arguments_are_dropped_and_device_reads_survive_tracing():
+    code, flags = _convert("""\
+        import torch
+        def f(x):
+            noise = torch.zeros(x.shape, dtype=x.dtype, device=x.device)
+            return (x + noise).to(x.device)
+        """)
+    assert flags == [] and "funcnet.zeros(x.shape, dtype=x.dtype)" in code and "tm.device_of(x)" in code
+    import jax
+
+    x = jnp.arange(4.0)
+    assert _run(code, "f", x).dtype == jnp.float32
+    np.testing.assert_array_equal(jax.jit(lambda v: _run(code, "f", v))(x), np.arange(4.0))
+
+
 def test_size_on_a_numpy_batch_works_as_on_a_tensor():
     import funcnet.port.ops as tm
 

@@ -334,11 +334,18 @@ class _Converter(cst.CSTTransformer):
         attr = original_node.attr.value
         if attr in _FLAG_ATTRS and not self._is_call_func(original_node):
             self.flag(original_node, _FLAG_ATTRS[attr])
+        elif attr == "device" and not self._is_call_func(original_node) and not self._in_target(original_node) \
+                and not self._receiver_is_module(original_node.value):
+            return cst.Call(func=self.expr("tm.device_of"), args=[_arg(updated_node.value)])
         elif attr == "data" and not self._is_call_func(original_node) and not self._in_target(original_node):
             if self._is_receiver_of(original_node, _RANDOM_INPLACE | set(_FILL_AS_INIT)):
                 return updated_node  # m.weight.data.normal_(...): handled by the call
             return cst.Call(func=self.expr("tm.data"), args=[_arg(updated_node.value)])
         return updated_node
+
+    def _receiver_is_module(self, node: cst.CSTNode) -> bool:
+        parts = _dotted(node)
+        return bool(parts) and (parts[0] in self.imported or parts[0] in self.bindings)
 
     def _in_import(self, node: cst.CSTNode) -> bool:
         while node is not None:
@@ -429,6 +436,11 @@ class _Converter(cst.CSTTransformer):
     def _torch_call(self, original: cst.Call, updated: cst.Call) -> Any:
         """``nn.Parameter(torch.empty(n, m).normal_(std=s))`` → ``nn.Parameter((n, m), init=...)``."""
         path = self._torch_path(original.func)
+        if any(a.keyword is not None and a.keyword.value == "device" for a in original.args):
+            # torch.zeros(n, device=x.device), nn.Linear(a, b, device=d): JAX places arrays itself
+            kept = [new for old, new in zip(original.args, updated.args)
+                    if not (old.keyword is not None and old.keyword.value == "device")]
+            updated = updated.with_changes(args=_last_comma_free(kept))
         if path is not None and path.startswith("torch.optim.") and path.count(".") == 2 and any(
                 a.keyword is None for a in original.args):
             self.flag(original, f"{path}(params, ...): funcnet optimizers take no params (an optax "

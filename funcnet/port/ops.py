@@ -250,9 +250,11 @@ def _to_dtype(args: tuple, kwargs: dict) -> Any:
     """The dtype among ``.to(...)``'s arguments (a dtype, or a tensor's), or None: devices are ignored."""
     dtype = kwargs.get("dtype")
     for a in args:
+        if a is None:  # tm.device_of(x) of a traced array
+            continue
         if _is_tensor(a):
             dtype = a.dtype
-        elif not isinstance(a, str) and type(a).__name__ != "device":
+        elif not isinstance(a, (str, jax.Device)) and type(a).__name__ != "device":
             try:
                 dtype = jnp.dtype(a)
             except TypeError:
@@ -336,6 +338,17 @@ def data(x: Any) -> Any:
 def device(type: str = "cpu", index: Any = None) -> str:
     """``torch.device(...)``: the name only (JAX chooses devices; see :func:`to`)."""
     return type if index is None else f"{type}:{index}"
+
+
+def device_of(x: Any) -> Any:
+    """``x.device``: a concrete array's device; None while tracing (JAX places traced values itself);
+    any other object's own ``device`` attribute."""
+    if _is_tensor(x):
+        try:
+            return x.device
+        except (AttributeError, ValueError):
+            return None
+    return x.device
 
 
 def is_tensor(x: Any) -> _builtin_bool:
