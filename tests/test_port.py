@@ -416,6 +416,8 @@ FLAGGED = [
     ("y = torch.cuda.is_available()", "JAX chooses devices"),
     ("y = torch.frobnicate(x)", "funcnet has no funcnet.frobnicate"),
     ("x.requires_grad_(False)", "freeze"),
+    ("x.requires_grad = False", "freeze"),
+    ("y = x if x.requires_grad else 0", "reads True for every array"),
 ]
 
 
@@ -483,7 +485,7 @@ def test_torchvision_model_files_convert_and_parse(converted_torchvision):
     # right for a dict, but the converter cannot know it), and stochastic depth's Bernoulli noise.
     flagged = {path: [f.line for f in flags] for path, (_, flags) in converted_torchvision.items() if flags}
     assert flagged == {
-        "torchvision/models/densenet.py": [55, 235],
+        "torchvision/models/densenet.py": [55, 235],  # 55: requires_grad read as True (checkpoint always)
         "torchvision/models/vision_transformer.py": [73, 855],
         "torchvision/ops/stochastic_depth.py": [41, 43],
     }

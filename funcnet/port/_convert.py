@@ -107,7 +107,6 @@ _FLAG_METHODS = {
 }
 _FLAG_ATTRS = {
     "grad": "x.grad: gradients are values returned by jax.grad, not attributes",
-    "requires_grad": "x.requires_grad: no autograd flags in JAX (freeze with funcnet.optim.freeze)",
     "is_cuda": "x.is_cuda: JAX chooses devices (x.devices())",
     "grad_fn": "x.grad_fn: no autograd graph in JAX",
 }
@@ -334,6 +333,14 @@ class _Converter(cst.CSTTransformer):
         attr = original_node.attr.value
         if attr in _FLAG_ATTRS and not self._is_call_func(original_node):
             self.flag(original_node, _FLAG_ATTRS[attr])
+        elif attr == "requires_grad" and not self._is_call_func(original_node):
+            if self._in_target(original_node):
+                self.flag(original_node, "x.requires_grad = ...: no autograd flags in JAX (freeze with "
+                                         "funcnet.optim.freeze / trainable=)")
+                return updated_node
+            self.flag(original_node, "x.requires_grad reads True for every array (JAX differentiates what jax.grad "
+                                     "asks for): check that both branches compute the same values")
+            return cst.Call(func=self.expr("tm.requires_grad"), args=[_arg(updated_node.value)])
         elif attr == "device" and not self._is_call_func(original_node) and not self._in_target(original_node) \
                 and not self._receiver_is_module(original_node.value):
             return cst.Call(func=self.expr("tm.device_of"), args=[_arg(updated_node.value)])

@@ -351,6 +351,14 @@ def device_of(x: Any) -> Any:
     return x.device
 
 
+def requires_grad(x: Any) -> Any:
+    """``x.requires_grad``: True for an array or a parameter declaration (any value may be
+    differentiated: JAX differentiates what ``jax.grad`` asks for); other objects' own attribute."""
+    if _is_tensor(x) or _is_declaration(x):
+        return True
+    return x.requires_grad
+
+
 def is_tensor(x: Any) -> _builtin_bool:
     """``torch.is_tensor``: a ``jax.Array``."""
     return _is_tensor(x)
