@@ -72,6 +72,8 @@ IMPORTS = [
     ("from torch import nn, Tensor\n", "from funcnet import nn\nfrom jax import Array as Tensor\n"),
     ("import torch.nn.init as init\n", "import funcnet.nn.init as init\n"),
     ("from torch.nn import Module, Linear\n", "from funcnet.nn import Module, Linear\n"),
+    ("import torch as th\ny = th.cat([th.ones(2)])\n", "import funcnet as th\ny = th.cat([th.ones(2)])\n"),
+    ("import torch.utils.checkpoint as cp\n", "import funcnet.utils.checkpoint as cp\n"),
 ]
 
 

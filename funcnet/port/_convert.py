@@ -318,7 +318,8 @@ class _Converter(cst.CSTTransformer):
 
     # ---- names -------------------------------------------------------------------------------
     def leave_Name(self, original_node: cst.Name, updated_node: cst.Name) -> Any:
-        if self.bindings.get(original_node.value) == "torch" and not self._in_import(original_node):
+        if original_node.value == "torch" and self.bindings.get("torch") == "torch" \
+                and not self._in_import(original_node):
             parent = self._parent(original_node)
             if not (isinstance(parent, cst.Attribute) and parent.attr is original_node):
                 return updated_node.with_changes(value="funcnet")
