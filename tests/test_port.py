@@ -380,6 +380,14 @@ def test_container_item_assignment_stays_python():
         """)
     assert 'd["a"] = 1' in code and 'kwargs["b"] = 2' in code and "layers[0] = 3" in code
     assert "tm" not in code and flags == []
+    code, flags = _convert("""\
+        import torch
+        def rename(state_dict, keys):
+            for key in list(state_dict.keys()):
+                state_dict[key + "_new"] = state_dict[key]
+                del state_dict[key]
+        """)
+    assert 'state_dict[key + "_new"] = state_dict[key]' in code and flags == []
 
 
 def test_parameter_from_a_filled_fresh_tensor_becomes_a_declaration():
@@ -483,12 +491,10 @@ def test_torchvision_model_files_convert_and_parse(converted_torchvision):
         report.extend(f"    {f.line}: {f.message}" for f in flags)
     print("\n".join(report))
     # What stays flagged in torchvision's classification code: the memory-efficient DenseNet's
-    # requires_grad test, legacy state_dict key renaming (dicts passed in: the converted code is
-    # right for a dict, but the converter cannot know it), and stochastic depth's Bernoulli noise.
+    # requires_grad test, and stochastic depth's Bernoulli noise (and the update of that noise).
     flagged = {path: [f.line for f in flags] for path, (_, flags) in converted_torchvision.items() if flags}
     assert flagged == {
-        "torchvision/models/densenet.py": [55, 235],  # 55: requires_grad read as True (checkpoint always)
-        "torchvision/models/vision_transformer.py": [73, 855],
+        "torchvision/models/densenet.py": [55],  # requires_grad read as True (checkpoints always)
         "torchvision/ops/stochastic_depth.py": [41, 43],
     }
 

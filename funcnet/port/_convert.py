@@ -694,6 +694,8 @@ _FRESH_METHODS = {"clone", "copy", "new_zeros", "new_ones", "new_full", "new_emp
                   "all", "any", "sort", "flip", "roll", "gather", "numel", "size", "dim", "nelement", "ndimension"}
 _META = {"shape", "dtype", "ndim", "device", "size", "dim", "numel", "nelement", "ndimension", "is_contiguous"}
 _CONTAINER_CALLS = {"dict", "list", "set", "tuple", "OrderedDict", "defaultdict", "Counter", "deque", "sorted"}
+_CONTAINER_METHODS = {"keys", "items", "values", "append", "extend", "insert", "pop", "popitem", "update", "get",
+                      "setdefault", "remove", "clear", "index", "count"}
 _CONTAINER_TYPES = ("list", "dict", "List", "Dict", "Sequence", "Mapping", "MutableMapping", "OrderedDict", "tuple",
                     "Tuple", "set", "Set")
 
@@ -803,10 +805,22 @@ class _Aliasing:
         scope = self._scope(node)
         if not self.is_local(node, name):
             scope = self.module
+        if self._used_as_container(scope, name):
+            return False
         bindings = self._bindings(scope, name)
         if not bindings:
             return True
         return not all(self._is_container(value) for _, value in bindings)
+
+    def _used_as_container(self, scope: cst.CSTNode, name: str) -> bool:
+        """``name.keys()``, ``name.append(v)``, ``del name[k]``...: methods and statements no tensor has."""
+        for use in self._names(scope, name):
+            p = self._up(use)
+            if isinstance(p, cst.Attribute) and p.value is use and p.attr.value in _CONTAINER_METHODS:
+                return True
+            if isinstance(p, cst.Subscript) and isinstance(self._up(p), cst.Del):
+                return True
+        return False
 
     def _is_container(self, value: Any) -> bool:
         if isinstance(value, cst.Param):
