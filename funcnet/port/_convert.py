@@ -85,7 +85,8 @@ _METHODS = {
     "max", "min", "amax", "amin", "argmax", "argmin", "all", "any", "cumsum", "cumprod", "norm", "sort",
     "softmax", "log_softmax", "masked_fill", "matmul", "mm", "bmm", "clamp", "clip", "clamp_min", "clamp_max",
     "add", "sub", "mul", "div", "pow", "exp", "log", "log2", "sqrt", "rsqrt", "abs", "neg", "sign", "floor",
-    "ceil", "sigmoid", "tanh", "relu", "round", "eq", "ne", "lt", "le", "gt", "ge", "numpy",
+    "ceil", "sigmoid", "tanh", "relu", "round", "eq", "ne", "lt", "le", "gt", "ge", "numpy", "t", "unflatten",
+    "movedim", "index_select", "topk", "nonzero",
 }
 # In-place methods with a functional form: `x.add_(y)` → `x = tm.add_(x, y)`; `x[i].add_(y)` → tm.at.
 _INPLACE = {"add_", "sub_", "mul_", "div_", "zero_", "fill_", "copy_", "clamp_"}

@@ -244,6 +244,53 @@ def gather(x: jax.Array, dim: int, index: jax.Array) -> jax.Array:
     return jnp.take_along_axis(x, index, axis=dim)
 
 
+@_method
+def t(x: jax.Array) -> jax.Array:
+    """``x.t()``: transpose a matrix (a 0-d or 1-d tensor as it is)."""
+    if x.ndim > 2:
+        raise ValueError(f"t() expects a tensor with <= 2 dimensions, got {x.ndim}")
+    return x.T
+
+
+@_method
+def unflatten(x: jax.Array, dim: int, sizes: Sequence[int]) -> jax.Array:
+    """``x.unflatten(dim, sizes)``: split one dim into ``sizes`` (one may be -1)."""
+    dim = dim % x.ndim
+    sizes = list(sizes)
+    if -1 in sizes:
+        known = math.prod(s for s in sizes if s != -1)
+        sizes[sizes.index(-1)] = x.shape[dim] // known
+    return jnp.reshape(x, x.shape[:dim] + tuple(sizes) + x.shape[dim + 1 :])
+
+
+@_method
+def movedim(x: jax.Array, source: Any, destination: Any) -> jax.Array:
+    """``x.movedim(source, destination)``."""
+    return jnp.moveaxis(x, source, destination)
+
+
+@_method
+def index_select(x: jax.Array, dim: int, index: jax.Array) -> jax.Array:
+    """``x.index_select(dim, index)``."""
+    return jnp.take(x, index, axis=dim)
+
+
+@_method
+def topk(x: jax.Array, k: int, dim: int = -1, largest: _builtin_bool = True, sorted: _builtin_bool = True) -> MinMax:
+    """``x.topk(k, dim, largest)`` → ``(values, indices)``, sorted (ties: the lower index first)."""
+    moved = jnp.moveaxis(x, dim, -1)
+    idx = jnp.argsort(-moved if largest else moved, axis=-1, stable=True)[..., :k]
+    values = jnp.take_along_axis(moved, idx, axis=-1)
+    return MinMax(jnp.moveaxis(values, -1, dim), jnp.moveaxis(idx, -1, dim))
+
+
+@_method
+def nonzero(x: jax.Array) -> jax.Array:
+    """``x.nonzero()``: the ``[n, ndim]`` indices of the non-zero elements (numpy's is a tuple);
+    its size depends on the values, so not under ``jit``."""
+    return jnp.stack(jnp.nonzero(x), axis=-1)
+
+
 # ---- dtype and device -------------------------------------------------------------------------
 
 def _to_dtype(args: tuple, kwargs: dict) -> Any:
