@@ -244,6 +244,35 @@ def test_device_arguments_are_dropped_and_device_reads_survive_tracing():
     np.testing.assert_array_equal(jax.jit(lambda v: _run(code, "f", v))(x), np.arange(4.0))
 
 
+def test_functional_dropout_in_a_module_gets_the_call_sites_key():
+    code, flags = _convert("""\
+        import torch
+        import torch.nn.functional as F
+        from torch import nn
+        class M(nn.Module):
+            def forward(self, x):
+                return F.dropout(x, p=0.5, training=self.training) + F.dropout(x, 0.5, self.training)
+            def always(self, x):
+                return F.dropout(x, 0.5)  # torch's default: training=True, also in eval
+        def free(x, training):
+            return F.dropout(x, 0.5, training)
+        """)
+    assert "F.dropout(x, p=0.5, training=self.training, key=self.make_rng() if self.training and 0.5 > 0 else None)" \
+        in code
+    assert "F.dropout(x, 0.5, self.training, key=self.make_rng() if self.training and 0.5 > 0 else None)" in code
+    assert "F.dropout(x, 0.5, key=self.make_rng() if 0.5 > 0 else None)" in code
+    assert [f.line for f in flags] == [10] and "outside a module method" in flags[0].message
+    import jax
+
+    m = _run(code + "\ndef build():\n    return M()\n", "build")
+    x = jnp.ones((4, 100))
+    np.testing.assert_array_equal(m.apply({}, x), 2 * x)  # eval: no dropout, no key needed
+    out, _ = m.apply({}, x, key=jax.random.key(0), train=True)
+    out = np.asarray(out)  # each term is 0 or 2 (kept, scaled by 1 / (1 - p)); two independent masks
+    assert set(np.unique(out)) == {0.0, 2.0, 4.0}
+    assert 0.15 < float((out == 0).mean()) < 0.35 and 0.15 < float((out == 4).mean()) < 0.35
+
+
 def test_size_on_a_numpy_batch_works_as_on_a_tensor():
     import funcnet.port.ops as tm
 
@@ -493,10 +522,12 @@ def test_torchvision_model_files_convert_and_parse(converted_torchvision):
         report.extend(f"    {f.line}: {f.message}" for f in flags)
     print("\n".join(report))
     # What stays flagged in torchvision's classification code: the memory-efficient DenseNet's
-    # requires_grad test, and stochastic depth's Bernoulli noise (and the update of that noise).
+    # requires_grad test, Swin's attention dropout in a free function, and stochastic depth's
+    # Bernoulli noise (and the update of that noise).
     flagged = {path: [f.line for f in flags] for path, (_, flags) in converted_torchvision.items() if flags}
     assert flagged == {
         "torchvision/models/densenet.py": [55],  # requires_grad read as True (checkpoints always)
+        "torchvision/models/swin_transformer.py": [212, 216],  # F.dropout in a free function: no key to give
         "torchvision/ops/stochastic_depth.py": [41, 43],
     }
 

@@ -73,6 +73,7 @@ _RANDOM = {"rand", "randn", "randint", "randperm", "rand_like", "randn_like", "r
 _RANDOM_INPLACE = {"normal_", "uniform_", "bernoulli_", "random_", "exponential_", "geometric_", "cauchy_",
                    "log_normal_"}
 # Fresh tensors that torch code fills in place to declare a parameter: torch.empty(...).normal_(...)
+_DROPOUTS = {"dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout", "feature_alpha_dropout"}
 _CREATION = {"empty", "zeros", "ones", "Tensor", "FloatTensor"}
 _FILL_AS_INIT = {"normal_": "normal", "uniform_": "uniform", "zero_": None, "fill_": None}
 
@@ -450,6 +451,10 @@ class _Converter(cst.CSTTransformer):
             kept = [new for old, new in zip(original.args, updated.args)
                     if not (old.keyword is not None and old.keyword.value == "device")]
             updated = updated.with_changes(args=_last_comma_free(kept))
+        if path is not None and path.split(".")[-1] in _DROPOUTS and path.rsplit(".", 1)[0] in (
+                "torch", "torch.nn.functional") and not any(a.keyword and a.keyword.value == "key"
+                                                            for a in original.args):
+            updated = self._dropout_key(original, updated, path)
         if path is not None and path.startswith("torch.optim.") and path.count(".") == 2 and any(
                 a.keyword is None for a in original.args):
             self.flag(original, f"{path}(params, ...): funcnet optimizers take no params (an optax "
@@ -461,6 +466,26 @@ class _Converter(cst.CSTTransformer):
                 args = [_arg(shape), _arg(init_expr, "init"), *extra, *updated.args[1:]]
                 return updated.with_changes(args=_last_comma_free(args))
         return updated
+
+    def _dropout_key(self, original: cst.Call, updated: cst.Call, path: str) -> cst.Call:
+        """``F.dropout(x, p, training=self.training)`` in a module method gets the call site's key."""
+        function = self._parent(original)
+        while function is not None and not isinstance(function, cst.FunctionDef):
+            function = self._parent(function)
+        params = function.params.params if function is not None else ()
+        positional = [a for a in original.args if a.keyword is None]
+        training = [a for a in original.args if a.keyword and a.keyword.value == "training"] or positional[2:3]
+        prob = [a for a in original.args if a.keyword and a.keyword.value == "p"] or positional[1:2]
+        simple = all(isinstance(a.value, (cst.Name, cst.Attribute, cst.Integer, cst.Float)) for a in training + prob)
+        if not params or params[0].name.value != "self" or not simple:
+            self.flag(original, f"{path}() outside a module method: pass key=<jax.random key> when training "
+                                "(inside a module: key=self.make_rng())")
+            return updated
+        # A key only when a mask is drawn: train mode with p > 0 (apply needs no key otherwise).
+        conditions = [_code(a.value) for a in training] + [f"{_code(a.value)} > 0" for a in prob]
+        code = "self.make_rng()" + (f" if {' and '.join(conditions)} else None" if conditions else "")
+        key = _arg(cst.parse_expression(code), "key")
+        return updated.with_changes(args=[*_last_comma_free(list(updated.args)), key])
 
     def _is_fresh_fill(self, original: cst.BaseExpression) -> bool:
         """``torch.empty(*shape[, dtype=]).normal_(...)`` (or zeros/ones, uniform_/zero_/fill_)."""
