@@ -247,12 +247,20 @@ def check_family(fmodule, tmodule, make, x_shape=(2, 3, 32, 32), seed=0, rel=1e-
         num_classes = int(np.asarray(leaves(ours)[0]).shape[-1])
         ce = fnn.CrossEntropyLoss()
 
-        def loss_fn(out, y):
-            return ce(out[0] if isinstance(out, tuple) else out, y)
+        class MainLogits(fnn.Module):  # GoogLeNet/Inception train with aux outputs: loss and metrics on the main
+            def __init__(self, model):
+                super().__init__()
+                self.model = model
 
+            def forward(self, xx):
+                out = self.model(xx)
+                return out[0] if isinstance(out, tuple) else out
+
+        trained = MainLogits(fmodel)
         opt = funcnet.optim.SGD(lr=0.01)
-        st = funcnet.train.TrainState.create(fmodel, opt, jax.random.key(2), variables=variables)
-        step = funcnet.train.make_train_step(fmodel, loss_fn, opt, donate=False)
+        wrapped = type(variables)({"model": variables.params}, {"model": variables.buffers})
+        st = funcnet.train.TrainState.create(trained, opt, jax.random.key(2), variables=wrapped)
+        step = funcnet.train.make_train_step(trained, ce, opt, donate=False)
         y = jnp.arange(x_shape[0]) % num_classes
         new_state, metrics = step(st, (jnp.asarray(x), y))
         loss = float(metrics.loss_sum)

@@ -143,6 +143,10 @@ def trunc_normal(mean: float = 0.0, std: float = 1.0, a: float = -2.0, b: float 
 
         low, high = cdf((a - mean) / std), cdf((b - mean) / std)
         u = jnp.asarray(_rng.sample("uniform", key, shape, 2 * low - 1, 2 * high - 1))
+        # A float32 uniform draw can be exactly -1 (p = 2^-24), where erfinv is -inf: the value would
+        # land on the bound a. Keep u inside the open interval, as the continuous distribution does.
+        edge = np.float32(1) - np.float32(2.0**-24)
+        u = jnp.clip(u, -edge, edge)
         x = jax.scipy.special.erfinv(u) * (std * math.sqrt(2.0)) + mean
         return jnp.clip(x, a, b).astype(dtype)
 

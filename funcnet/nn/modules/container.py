@@ -75,6 +75,14 @@ class ModuleList(Module):
             self.append(module)
         return self
 
+    def __iadd__(self, modules: Iterable[Module]) -> ModuleList:
+        """``module_list += [...]``: torch's extend (MaxViT builds its blocks so)."""
+        return self.extend(modules)
+
+    def __add__(self, other: Iterable[Module]) -> ModuleList:
+        """``a + b``: a new ModuleList of both, as torch."""
+        return ModuleList([*self, *other])
+
 
 class ModuleDict(Module):
     """``torch.nn.ModuleDict``: submodules under string keys, in insertion order; no forward."""
