@@ -2,11 +2,12 @@
 
 Takes the torchvision wheel (a zip: ``pip download --no-deps torchvision==0.28.0``) or one model
 file inside an unpacked torchvision tree (``.../torchvision/models/resnet.py``), converts the model
-files and the helpers they import (``models/_utils.py``, ``ops/misc.py``, ``ops/stochastic_depth.py``,
-``models/_api.py``, ``_utils.py``) with ``funcnet.port.convert`` into a package in ``--out``, builds
+files and the helpers they import (``models/_utils.py``, ``ops/misc.py``, ``models/_api.py``,
+``_utils.py``) with ``funcnet.port.convert`` into a package in ``--out``, builds
 ``--arch`` (any classification builder of torchvision: ``resnet18``, ``mobilenet_v3_small``,
 ``shufflenet_v2_x0_5``, ...) with 10 classes, and trains it a few SGD steps on the built-in digits,
 resized to 3×32×32, printing the loss. The converter's flags go to stderr as it finds them.
+``ops/stochastic_depth.py`` is ported by hand (below): the converter flags its random draw.
 
 Stand-ins replace what a classification model does not compute with: torchvision's compiled-op
 package ``__init__``, the API-usage logger (a no-op), the preprocessing presets and the weights
@@ -38,8 +39,47 @@ from funcnet.port import convert
 from funcnet.train import TrainState, make_train_step, metrics
 
 # torchvision files converted besides the model files (the helpers they import).
-HELPERS = ["_utils.py", "models/_utils.py", "models/_api.py", "ops/misc.py", "ops/stochastic_depth.py"]
+HELPERS = ["_utils.py", "models/_utils.py", "models/_api.py", "ops/misc.py"]
 COPIED = ["models/_meta.py"]  # plain data
+# The one file changed by hand, as the README's list says: the converter flags stochastic depth's
+# Bernoulli noise (`torch.empty(...).bernoulli_(p)` draws from torch's global generator; JAX needs a key).
+HAND_PORTED = {
+    "ops/stochastic_depth.py": '''"""torchvision.ops.stochastic_depth, ported by hand: the noise is drawn with a key."""
+import jax
+
+import funcnet.nn as nn
+
+
+def stochastic_depth(input, p, mode, training=True, key=None):
+    """Zero whole residual branches ("batch") or samples ("row") with probability p, scale the rest."""
+    if p < 0.0 or p > 1.0:
+        raise ValueError(f"drop probability has to be between 0 and 1, but got {p}")
+    if mode not in ["batch", "row"]:
+        raise ValueError(f"mode has to be either 'batch' or 'row', but got {mode}")
+    if not training or p == 0.0:
+        return input
+    survival_rate = 1.0 - p
+    size = [input.shape[0]] + [1] * (input.ndim - 1) if mode == "row" else [1] * input.ndim
+    noise = jax.random.bernoulli(key, survival_rate, size).astype(input.dtype)
+    if survival_rate > 0.0:
+        noise = noise / survival_rate
+    return input * noise
+
+
+class StochasticDepth(nn.Module):
+    def __init__(self, p: float, mode: str) -> None:
+        super().__init__()
+        self.p = p
+        self.mode = mode
+
+    def forward(self, input):
+        key = self.make_rng() if self.training and self.p > 0.0 else None
+        return stochastic_depth(input, self.p, self.mode, self.training, key)
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__name__}(p={self.p}, mode={self.mode})"
+''',
+}
 STANDINS = {
     "__init__.py": '"""torchvision, Python model sources converted by funcnet.port (no compiled ops)."""\n',
     "utils.py": '''"""Stand-in for torchvision.utils: what the model files import from it."""
@@ -142,7 +182,7 @@ def write_package(source: Source, family: str, out: str) -> int:
             todo += [f"models/{m}.py" for m in re.findall(r"^from \.(\w+) import", text, re.M) if not m.startswith("_")]
     for relpath in COPIED:
         _write(out, relpath, source.read(relpath))
-    for relpath, text in STANDINS.items():
+    for relpath, text in {**STANDINS, **HAND_PORTED}.items():
         _write(out, relpath, text)
     return flags
 

@@ -73,6 +73,7 @@ _RANDOM = {"rand", "randn", "randint", "randperm", "rand_like", "randn_like", "r
 _RANDOM_INPLACE = {"normal_", "uniform_", "bernoulli_", "random_", "exponential_", "geometric_", "cauchy_",
                    "log_normal_"}
 # Fresh tensors that torch code fills in place to declare a parameter: torch.empty(...).normal_(...)
+_DROPOUTS = {"dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout", "feature_alpha_dropout"}
 _CREATION = {"empty", "zeros", "ones", "Tensor", "FloatTensor"}
 _FILL_AS_INIT = {"normal_": "normal", "uniform_": "uniform", "zero_": None, "fill_": None}
 
@@ -85,7 +86,8 @@ _METHODS = {
     "max", "min", "amax", "amin", "argmax", "argmin", "all", "any", "cumsum", "cumprod", "norm", "sort",
     "softmax", "log_softmax", "masked_fill", "matmul", "mm", "bmm", "clamp", "clip", "clamp_min", "clamp_max",
     "add", "sub", "mul", "div", "pow", "exp", "log", "log2", "sqrt", "rsqrt", "abs", "neg", "sign", "floor",
-    "ceil", "sigmoid", "tanh", "relu", "round", "eq", "ne", "lt", "le", "gt", "ge", "numpy",
+    "ceil", "sigmoid", "tanh", "relu", "round", "eq", "ne", "lt", "le", "gt", "ge", "numpy", "t", "unflatten",
+    "movedim", "index_select", "topk", "nonzero",
 }
 # In-place methods with a functional form: `x.add_(y)` → `x = tm.add_(x, y)`; `x[i].add_(y)` → tm.at.
 _INPLACE = {"add_", "sub_", "mul_", "div_", "zero_", "fill_", "copy_", "clamp_"}
@@ -107,7 +109,6 @@ _FLAG_METHODS = {
 }
 _FLAG_ATTRS = {
     "grad": "x.grad: gradients are values returned by jax.grad, not attributes",
-    "requires_grad": "x.requires_grad: no autograd flags in JAX (freeze with funcnet.optim.freeze)",
     "is_cuda": "x.is_cuda: JAX chooses devices (x.devices())",
     "grad_fn": "x.grad_fn: no autograd graph in JAX",
 }
@@ -319,7 +320,8 @@ class _Converter(cst.CSTTransformer):
 
     # ---- names -------------------------------------------------------------------------------
     def leave_Name(self, original_node: cst.Name, updated_node: cst.Name) -> Any:
-        if self.bindings.get(original_node.value) == "torch" and not self._in_import(original_node):
+        if original_node.value == "torch" and self.bindings.get("torch") == "torch" \
+                and not self._in_import(original_node):
             parent = self._parent(original_node)
             if not (isinstance(parent, cst.Attribute) and parent.attr is original_node):
                 return updated_node.with_changes(value="funcnet")
@@ -334,11 +336,26 @@ class _Converter(cst.CSTTransformer):
         attr = original_node.attr.value
         if attr in _FLAG_ATTRS and not self._is_call_func(original_node):
             self.flag(original_node, _FLAG_ATTRS[attr])
+        elif attr == "requires_grad" and not self._is_call_func(original_node):
+            if self._in_target(original_node):
+                self.flag(original_node, "x.requires_grad = ...: no autograd flags in JAX (freeze with "
+                                         "funcnet.optim.freeze / trainable=)")
+                return updated_node
+            self.flag(original_node, "x.requires_grad reads True for every array (JAX differentiates what jax.grad "
+                                     "asks for): check that both branches compute the same values")
+            return cst.Call(func=self.expr("tm.requires_grad"), args=[_arg(updated_node.value)])
+        elif attr == "device" and not self._is_call_func(original_node) and not self._in_target(original_node) \
+                and not self._receiver_is_module(original_node.value):
+            return cst.Call(func=self.expr("tm.device_of"), args=[_arg(updated_node.value)])
         elif attr == "data" and not self._is_call_func(original_node) and not self._in_target(original_node):
             if self._is_receiver_of(original_node, _RANDOM_INPLACE | set(_FILL_AS_INIT)):
                 return updated_node  # m.weight.data.normal_(...): handled by the call
             return cst.Call(func=self.expr("tm.data"), args=[_arg(updated_node.value)])
         return updated_node
+
+    def _receiver_is_module(self, node: cst.CSTNode) -> bool:
+        parts = _dotted(node)
+        return bool(parts) and (parts[0] in self.imported or parts[0] in self.bindings)
 
     def _in_import(self, node: cst.CSTNode) -> bool:
         while node is not None:
@@ -429,6 +446,15 @@ class _Converter(cst.CSTTransformer):
     def _torch_call(self, original: cst.Call, updated: cst.Call) -> Any:
         """``nn.Parameter(torch.empty(n, m).normal_(std=s))`` → ``nn.Parameter((n, m), init=...)``."""
         path = self._torch_path(original.func)
+        if any(a.keyword is not None and a.keyword.value == "device" for a in original.args):
+            # torch.zeros(n, device=x.device), nn.Linear(a, b, device=d): JAX places arrays itself
+            kept = [new for old, new in zip(original.args, updated.args)
+                    if not (old.keyword is not None and old.keyword.value == "device")]
+            updated = updated.with_changes(args=_last_comma_free(kept))
+        if path is not None and path.split(".")[-1] in _DROPOUTS and path.rsplit(".", 1)[0] in (
+                "torch", "torch.nn.functional") and not any(a.keyword and a.keyword.value == "key"
+                                                            for a in original.args):
+            updated = self._dropout_key(original, updated, path)
         if path is not None and path.startswith("torch.optim.") and path.count(".") == 2 and any(
                 a.keyword is None for a in original.args):
             self.flag(original, f"{path}(params, ...): funcnet optimizers take no params (an optax "
@@ -440,6 +466,26 @@ class _Converter(cst.CSTTransformer):
                 args = [_arg(shape), _arg(init_expr, "init"), *extra, *updated.args[1:]]
                 return updated.with_changes(args=_last_comma_free(args))
         return updated
+
+    def _dropout_key(self, original: cst.Call, updated: cst.Call, path: str) -> cst.Call:
+        """``F.dropout(x, p, training=self.training)`` in a module method gets the call site's key."""
+        function = self._parent(original)
+        while function is not None and not isinstance(function, cst.FunctionDef):
+            function = self._parent(function)
+        params = function.params.params if function is not None else ()
+        positional = [a for a in original.args if a.keyword is None]
+        training = [a for a in original.args if a.keyword and a.keyword.value == "training"] or positional[2:3]
+        prob = [a for a in original.args if a.keyword and a.keyword.value == "p"] or positional[1:2]
+        simple = all(isinstance(a.value, (cst.Name, cst.Attribute, cst.Integer, cst.Float)) for a in training + prob)
+        if not params or params[0].name.value != "self" or not simple:
+            self.flag(original, f"{path}() outside a module method: pass key=<jax.random key> when training "
+                                "(inside a module: key=self.make_rng())")
+            return updated
+        # A key only when a mask is drawn: train mode with p > 0 (apply needs no key otherwise).
+        conditions = [_code(a.value) for a in training] + [f"{_code(a.value)} > 0" for a in prob]
+        code = "self.make_rng()" + (f" if {' and '.join(conditions)} else None" if conditions else "")
+        key = _arg(cst.parse_expression(code), "key")
+        return updated.with_changes(args=[*_last_comma_free(list(updated.args)), key])
 
     def _is_fresh_fill(self, original: cst.BaseExpression) -> bool:
         """``torch.empty(*shape[, dtype=]).normal_(...)`` (or zeros/ones, uniform_/zero_/fill_)."""
@@ -674,6 +720,8 @@ _FRESH_METHODS = {"clone", "copy", "new_zeros", "new_ones", "new_full", "new_emp
                   "all", "any", "sort", "flip", "roll", "gather", "numel", "size", "dim", "nelement", "ndimension"}
 _META = {"shape", "dtype", "ndim", "device", "size", "dim", "numel", "nelement", "ndimension", "is_contiguous"}
 _CONTAINER_CALLS = {"dict", "list", "set", "tuple", "OrderedDict", "defaultdict", "Counter", "deque", "sorted"}
+_CONTAINER_METHODS = {"keys", "items", "values", "append", "extend", "insert", "pop", "popitem", "update", "get",
+                      "setdefault", "remove", "clear", "index", "count"}
 _CONTAINER_TYPES = ("list", "dict", "List", "Dict", "Sequence", "Mapping", "MutableMapping", "OrderedDict", "tuple",
                     "Tuple", "set", "Set")
 
@@ -783,10 +831,22 @@ class _Aliasing:
         scope = self._scope(node)
         if not self.is_local(node, name):
             scope = self.module
+        if self._used_as_container(scope, name):
+            return False
         bindings = self._bindings(scope, name)
         if not bindings:
             return True
         return not all(self._is_container(value) for _, value in bindings)
+
+    def _used_as_container(self, scope: cst.CSTNode, name: str) -> bool:
+        """``name.keys()``, ``name.append(v)``, ``del name[k]``...: methods and statements no tensor has."""
+        for use in self._names(scope, name):
+            p = self._up(use)
+            if isinstance(p, cst.Attribute) and p.value is use and p.attr.value in _CONTAINER_METHODS:
+                return True
+            if isinstance(p, cst.Subscript) and isinstance(self._up(p), cst.Del):
+                return True
+        return False
 
     def _is_container(self, value: Any) -> bool:
         if isinstance(value, cst.Param):

@@ -244,15 +244,64 @@ def gather(x: jax.Array, dim: int, index: jax.Array) -> jax.Array:
     return jnp.take_along_axis(x, index, axis=dim)
 
 
+@_method
+def t(x: jax.Array) -> jax.Array:
+    """``x.t()``: transpose a matrix (a 0-d or 1-d tensor as it is)."""
+    if x.ndim > 2:
+        raise ValueError(f"t() expects a tensor with <= 2 dimensions, got {x.ndim}")
+    return x.T
+
+
+@_method
+def unflatten(x: jax.Array, dim: int, sizes: Sequence[int]) -> jax.Array:
+    """``x.unflatten(dim, sizes)``: split one dim into ``sizes`` (one may be -1)."""
+    dim = dim % x.ndim
+    sizes = list(sizes)
+    if -1 in sizes:
+        known = math.prod(s for s in sizes if s != -1)
+        sizes[sizes.index(-1)] = x.shape[dim] // known
+    return jnp.reshape(x, x.shape[:dim] + tuple(sizes) + x.shape[dim + 1 :])
+
+
+@_method
+def movedim(x: jax.Array, source: Any, destination: Any) -> jax.Array:
+    """``x.movedim(source, destination)``."""
+    return jnp.moveaxis(x, source, destination)
+
+
+@_method
+def index_select(x: jax.Array, dim: int, index: jax.Array) -> jax.Array:
+    """``x.index_select(dim, index)``."""
+    return jnp.take(x, index, axis=dim)
+
+
+@_method
+def topk(x: jax.Array, k: int, dim: int = -1, largest: _builtin_bool = True, sorted: _builtin_bool = True) -> MinMax:
+    """``x.topk(k, dim, largest)`` → ``(values, indices)``, sorted (ties: the lower index first)."""
+    moved = jnp.moveaxis(x, dim, -1)
+    idx = jnp.argsort(-moved if largest else moved, axis=-1, stable=True)[..., :k]
+    values = jnp.take_along_axis(moved, idx, axis=-1)
+    return MinMax(jnp.moveaxis(values, -1, dim), jnp.moveaxis(idx, -1, dim))
+
+
+@_method
+def nonzero(x: jax.Array) -> jax.Array:
+    """``x.nonzero()``: the ``[n, ndim]`` indices of the non-zero elements (numpy's is a tuple);
+    its size depends on the values, so not under ``jit``."""
+    return jnp.stack(jnp.nonzero(x), axis=-1)
+
+
 # ---- dtype and device -------------------------------------------------------------------------
 
 def _to_dtype(args: tuple, kwargs: dict) -> Any:
     """The dtype among ``.to(...)``'s arguments (a dtype, or a tensor's), or None: devices are ignored."""
     dtype = kwargs.get("dtype")
     for a in args:
+        if a is None:  # tm.device_of(x) of a traced array
+            continue
         if _is_tensor(a):
             dtype = a.dtype
-        elif not isinstance(a, str) and type(a).__name__ != "device":
+        elif not isinstance(a, (str, jax.Device)) and type(a).__name__ != "device":
             try:
                 dtype = jnp.dtype(a)
             except TypeError:
@@ -336,6 +385,25 @@ def data(x: Any) -> Any:
 def device(type: str = "cpu", index: Any = None) -> str:
     """``torch.device(...)``: the name only (JAX chooses devices; see :func:`to`)."""
     return type if index is None else f"{type}:{index}"
+
+
+def device_of(x: Any) -> Any:
+    """``x.device``: a concrete array's device; None while tracing (JAX places traced values itself);
+    any other object's own ``device`` attribute."""
+    if _is_tensor(x):
+        try:
+            return x.device
+        except (AttributeError, ValueError):
+            return None
+    return x.device
+
+
+def requires_grad(x: Any) -> Any:
+    """``x.requires_grad``: True for an array or a parameter declaration (any value may be
+    differentiated: JAX differentiates what ``jax.grad`` asks for); other objects' own attribute."""
+    if _is_tensor(x) or _is_declaration(x):
+        return True
+    return x.requires_grad
 
 
 def is_tensor(x: Any) -> _builtin_bool:
