@@ -224,7 +224,10 @@ def _torch_layer_qparams(tmodel):
 
 def test_scales_zero_points_and_int8_weights_equal_torch(x86):
     """Scales/zero points equal; for the layers after the first, whose observed ranges come from
-    float kernels (last-bit differences, see above), the scale may differ by one float32 ulp."""
+    float kernels (last-bit differences, see above), the scale may differ by a few float32 ulps:
+    one ulp with XLA's convolution, two with the CPU patches+matmul lowering (measured on fc2, whose
+    range comes after two convolutions and a Linear); 4 leaves a margin and is still far below
+    any change a wrong observer or rounding rule makes (those move the scale by >= 1e-3 relative)."""
     qv, tmodel = x86["qv"].params, x86["tq"]
     for name, (scale, zp) in _torch_layer_qparams(tmodel).items():
         s, z = np.float32(np.ravel(qv[name]["scale"])[0]), int(np.ravel(qv[name]["zero_point"])[0])
@@ -232,7 +235,7 @@ def test_scales_zero_points_and_int8_weights_equal_torch(x86):
         if name in ("quant", "conv1"):
             assert s == np.float32(scale), name
         else:
-            assert abs(s - np.float32(scale)) <= np.spacing(np.float32(scale)), name
+            assert abs(s - np.float32(scale)) <= 4 * np.spacing(np.float32(scale)), name
     for name in ("conv1", "conv2", "fc1", "fc2"):
         tw = getattr(tmodel, name).weight()
         np.testing.assert_array_equal(np.asarray(qv[name]["weight"]), tw.int_repr().numpy(), err_msg=name)

@@ -64,7 +64,7 @@ def as_variables(model: Module, variables: Any, buffers: Any = None, *, where: s
     separately; params alone only if the model has no (persistent) buffers. Every declared parameter
     and buffer must be in the trees: a tree of another model, or params without buffers, raises
     instead of giving fewer keys. One explicitly empty tree (``state_dict(grads, {})``) means "none
-    of this kind" and is not checked (both empty is an error).
+    of this kind" and is not checked (both empty is an error for a model with parameters and buffers).
 
     Raises:
         TypeError: ``variables`` is not one of the accepted kinds (the message says what it was).
@@ -111,7 +111,9 @@ def as_variables(model: Module, variables: Any, buffers: Any = None, *, where: s
     lacking = []
     param_names = [n for n, _ in model.named_parameter_specs()]
     for tree, names in ((params, param_names), (buffers, persistent)):
-        if tree or not (params or buffers):  # one explicitly empty tree means "none of this kind"
+        # One explicitly empty tree means "none of this kind". Both empty is an error only when the
+        # model has both kinds (where it lacks one, that tree is complete and the other is the marker).
+        if tree or (not (params or buffers) and param_names and persistent):
             lacking += [n for n in names if not _has(tree, n)]
     if lacking:
         raise MissingKeysError(
