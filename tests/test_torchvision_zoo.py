@@ -75,9 +75,7 @@ def test_densenet(zoo):
                                                   drop_rate=0, num_classes=5))
 
 
-@pytest.mark.xfail(strict=True, reason="converter gap: DenseNet.any_requires_grad reads `tensor.requires_grad` "
-                   "on a jax array (funcnet.port leaves .requires_grad unconverted)")
-def test_densenet_memory_efficient(zoo):  # torch.utils.checkpoint -> jax.checkpoint
+def test_densenet_memory_efficient(zoo):  # torch.utils.checkpoint -> jax.checkpoint; x.requires_grad reads True
     _check(zoo, "densenet", lambda m: m.DenseNet(growth_rate=4, block_config=(2,), num_init_features=8, bn_size=2,
                                                   drop_rate=0, num_classes=5, memory_efficient=True))
 
