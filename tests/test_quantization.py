@@ -290,7 +290,7 @@ def test_errors_name_the_problem():
         qmodel.apply(qvariables, jnp.zeros((2, 63)))
 
 
-def test_root_linear_and_repr():
+def test_root_linear_and_repr(rng):
     layer = nn.Linear(5, 3)
     variables = layer.init(jax.random.key(8))
     qlayer, qvariables = quantize_dynamic(layer, variables)
@@ -298,7 +298,12 @@ def test_root_linear_and_repr():
     assert repr(qlayer) == (
         "QuantizedLinear(in_features=5, out_features=3, dtype=int8, qscheme=per_tensor_symmetric)"
     )
-    assert qlayer.apply(qvariables, jnp.ones((2, 5))).shape == (2, 3)
+    # the values, not just the shape: torch's dynamic int8 Linear (in a Sequential: torch swaps
+    # submodules only) with the same weights
+    theirs = torch.nn.Sequential(torch.nn.Linear(5, 3))
+    theirs[0].load_state_dict({k: torch.tensor(np.asarray(v)) for k, v in layer.state_dict(variables).items()})
+    x = (rng.standard_normal((4, 5)) * 2).astype(np.float32)
+    assert_outputs_match(qlayer.apply(qvariables, jnp.asarray(x)), torch_quantize(theirs)(torch.tensor(x)))
 
 
 @pytest.mark.slow
