@@ -11,9 +11,9 @@ NORM = "funcnet/nn/modules/normalization.py"
 OPT = "funcnet/optim/transforms.py"
 DL = "funcnet/utils/data/dataloader.py"
 T_LOSS = ("tests/test_losses.py",)
-T_NORM = ("tests/test_normalization.py",)
+T_NORM = ("tests/test_normalization.py", "tests/test_mutation_survivors.py")
 T_OPT = ("tests/test_optim_trajectories.py", "tests/test_optim_features.py")
-T_DL = ("tests/test_data_loader.py",)
+T_DL = ("tests/test_data_loader.py", "tests/test_mutation_survivors.py")
 
 MUTANTS = [
     # ---- losses
@@ -55,8 +55,8 @@ MUTANTS = [
            "        use_input_stats = not self.track_running_stats", T_NORM),
     Mutant("norm-in-momentum-none", NORM, "momentum = 0.0 if self.momentum is None else self.momentum",
            "momentum = 0.1 if self.momentum is None else self.momentum", T_NORM),
-    Mutant("norm-in-running-mean", NORM, "jnp.mean(mean, 0), jnp.mean(var, 0),", "jnp.mean(mean, 0), jnp.mean(var, 0) * 1.01,",
-           T_NORM),
+    Mutant("norm-in-running-mean", NORM, "jnp.mean(mean, 0), jnp.mean(var, 0),",
+           "jnp.mean(mean, 0), jnp.mean(var, 0) * 1.01,", T_NORM),
     Mutant("norm-in-count", NORM, "                    math.prod(x.shape[2:]), momentum,",
            "                    math.prod(x.shape[2:]) + 1, momentum,", T_NORM),
     Mutant("norm-in-affine-weight", NORM, "                y = y * weight.astype(y.dtype).reshape(bshape)",
@@ -107,7 +107,8 @@ MUTANTS = [
         self._started = True""", T_DL),
     Mutant("dl-set-epoch-check", DL, "        if not isinstance(epoch, (int, np.integer)) or epoch < 0:",
            "        if not isinstance(epoch, (int, np.integer)):", T_DL),
-    Mutant("dl-shuffle-sampler-exclusive", DL, "        if sampler is not None and shuffle:", "        if False:", T_DL),
+    Mutant("dl-shuffle-sampler-exclusive", DL, "        if sampler is not None and shuffle:", "        if False:",
+           T_DL),
 ]
 
 

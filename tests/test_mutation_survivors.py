@@ -1,0 +1,52 @@
+"""Tests that kill mutants which survived the scripted mutation pass (tests/mutation/, see
+tests/README.md): behaviours no other test pinned."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import torch
+
+import funcnet.nn as nn
+from funcnet.utils.data import DataLoader, IterableDataset, TensorDataset
+
+
+class _Stream(IterableDataset):
+    def __iter__(self):
+        return iter(np.arange(10, dtype=np.float32))
+
+    def __len__(self):
+        return 10
+
+
+class _TorchStream(torch.utils.data.IterableDataset):
+    def __iter__(self):
+        return iter(range(10))
+
+    def __len__(self):
+        return 10
+
+
+def test_len_of_a_sized_stream_follows_drop_last_like_torch():
+    """dl-len-drop-last: ``n // bs`` with drop_last, ``ceil(n / bs)`` without."""
+    for drop_last in (False, True):
+        expected = len(torch.utils.data.DataLoader(_TorchStream(), batch_size=3, drop_last=drop_last))
+        loader = DataLoader(_Stream(), batch_size=3, drop_last=drop_last)
+        assert len(loader) == expected == len(list(loader))
+
+
+def test_epoch_indices_drop_the_partial_batch_with_drop_last():
+    """dl-plan-drop-last: the compiled-epoch index plan has as many batches as iteration."""
+    data = TensorDataset(np.arange(10, dtype=np.float32))
+    loader = DataLoader(data, batch_size=3, shuffle=True, seed=1, drop_last=True)
+    idx = np.asarray(loader.epoch_indices(0))
+    assert idx.shape == (3, 3)
+    np.testing.assert_array_equal(np.concatenate([np.asarray(b[0]) for b in loader]), idx.ravel())
+
+
+def test_layernorm_module_passes_its_eps(rng):
+    """norm-ln-eps: nn.LayerNorm(eps=1e-3) on inputs of variance ~1e-6, where eps dominates."""
+    x = (1e-3 * rng.standard_normal((3, 5))).astype(np.float32)
+    m = nn.LayerNorm(5, eps=1e-3)
+    out = m.apply(m.init(jax.random.key(0)), jnp.asarray(x))
+    expected = torch.nn.LayerNorm(5, eps=1e-3)(torch.tensor(x)).detach().numpy()
+    np.testing.assert_allclose(np.asarray(out), expected, rtol=1e-5, atol=1e-6)
