@@ -50,3 +50,21 @@ def test_layernorm_module_passes_its_eps(rng):
     out = m.apply(m.init(jax.random.key(0)), jnp.asarray(x))
     expected = torch.nn.LayerNorm(5, eps=1e-3)(torch.tensor(x)).detach().numpy()
     np.testing.assert_allclose(np.asarray(out), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_momentum_schedule_with_nesterov_matches_optax_trace(rng):
+    """opt-nesterov: the scheduled-momentum path (OneCycleLR's cycling momentum) with nesterov.
+    With a constant schedule it must equal optax.trace(μ, nesterov=True), which is torch's rule
+    (b = g first, then μ·b + g; direction g + μ·b)."""
+    import optax
+
+    from funcnet.optim.transforms import scale_by_momentum
+
+    ours, reference = scale_by_momentum(lambda count: 0.9, nesterov=True), optax.trace(decay=0.9, nesterov=True)
+    params = {"w": jnp.zeros(4)}
+    s_ours, s_ref = ours.init(params), reference.init(params)
+    for _ in range(3):
+        g = {"w": jnp.asarray(rng.standard_normal(4), jnp.float32)}
+        u_ours, s_ours = ours.update(g, s_ours, params)
+        u_ref, s_ref = reference.update(g, s_ref, params)
+        np.testing.assert_allclose(u_ours["w"], u_ref["w"], rtol=1e-6)

@@ -12,7 +12,7 @@ OPT = "funcnet/optim/transforms.py"
 DL = "funcnet/utils/data/dataloader.py"
 T_LOSS = ("tests/test_losses.py",)
 T_NORM = ("tests/test_normalization.py", "tests/test_mutation_survivors.py")
-T_OPT = ("tests/test_optim_trajectories.py", "tests/test_optim_features.py")
+T_OPT = ("tests/test_optim_trajectories.py", "tests/test_optim_features.py", "tests/test_mutation_survivors.py")
 T_DL = ("tests/test_data_loader.py", "tests/test_mutation_survivors.py")
 
 MUTANTS = [
