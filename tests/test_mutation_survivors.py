@@ -68,3 +68,13 @@ def test_momentum_schedule_with_nesterov_matches_optax_trace(rng):
         u_ours, s_ours = ours.update(g, s_ours, params)
         u_ref, s_ref = reference.update(g, s_ref, params)
         np.testing.assert_allclose(u_ours["w"], u_ref["w"], rtol=1e-6)
+
+
+def test_maximize_negates_the_gradient():
+    """opt-maximize: funcnet.optim.maximize() (public; the built-in optimizers inline the same
+    optax.scale(-1)) is torch's maximize=True: ascend, i.e. negate the gradient."""
+    from funcnet.optim import maximize
+
+    g = {"w": jnp.asarray([1.5, -2.0])}
+    updates, _ = maximize().update(g, maximize().init(g))
+    np.testing.assert_array_equal(updates["w"], [-1.5, 2.0])
