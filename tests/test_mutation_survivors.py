@@ -78,3 +78,26 @@ def test_maximize_negates_the_gradient():
     g = {"w": jnp.asarray([1.5, -2.0])}
     updates, _ = maximize().update(g, maximize().init(g))
     np.testing.assert_array_equal(updates["w"], [-1.5, 2.0])
+
+
+def test_adamax_eps_keeps_zero_gradients_finite_like_torch():
+    """opt-adamax-eps: u = max(β2·u, |g| + eps); a zero gradient gives 0/eps = 0, not 0/0."""
+    from funcnet.optim.transforms import scale_by_torch_adamax
+
+    tx = scale_by_torch_adamax()
+    g = {"w": jnp.asarray([0.0, 0.5], jnp.float32)}
+    updates, _ = tx.update(g, tx.init(g))
+    p = torch.zeros(2, requires_grad=True)
+    opt = torch.optim.Adamax([p], lr=1.0)
+    p.grad = torch.tensor([0.0, 0.5])
+    opt.step()
+    np.testing.assert_allclose(-np.asarray(updates["w"]), p.detach().numpy(), rtol=1e-6)
+
+
+def test_set_epoch_rejects_a_negative_epoch():
+    """dl-set-epoch-check."""
+    import pytest
+
+    loader = DataLoader(TensorDataset(np.arange(4, dtype=np.float32)), batch_size=2)
+    with pytest.raises(ValueError, match="non-negative integer"):
+        loader.set_epoch(-1)
