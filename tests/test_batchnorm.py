@@ -53,9 +53,11 @@ def test_batchnorm_train_steps_buffers_and_eval_match_torch(
         t_out = theirs(tx)
         (t_out * torch.tensor(cot)).sum().backward()
         assert_close(out, t_out)
-        assert_close(gx, tx.grad, rtol=1e-4, atol=1e-5)
+        # Gradients at the forward's tolerance: measured max |ours - torch| - 1e-5·|torch| is
+        # 1.1e-7 (9× under atol 1e-6) over every case here.
+        assert_close(gx, tx.grad, rtol=1e-5, atol=1e-6)
         for name, g in ours.state_dict(gp, {}).items():
-            assert_close(g, getattr(theirs, name).grad, rtol=1e-4, atol=1e-5)
+            assert_close(g, getattr(theirs, name).grad, rtol=1e-5, atol=1e-6)
         for name, value in ours.state_dict({}, buffers).items():
             assert_close(value, getattr(theirs, name), rtol=1e-5, atol=1e-6)
         assert set(ours.state_dict(params, buffers)) == set(theirs.state_dict())

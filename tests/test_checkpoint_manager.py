@@ -234,7 +234,14 @@ def test_resumed_run_is_bit_identical_to_an_uninterrupted_one(tmp_path, monkeypa
     assert resumed["state"]["loader"] == full["state"]["loader"] and full["state"]["epoch"] == 3
     assert resumed["losses"] == full["losses"][n:]
     assert_identical(resumed["state"], full["state"])
-    # and the run did move: training changed the parameters, BatchNorm counted the steps
+    # and the run did move: the last M steps changed every parameter and the running statistics
+    # (else a resume that restored nothing to train would pass), and BatchNorm counted the steps
+    at_n = CheckpointManager(tmp_path / "ckpts").restore(n)
+    assert at_n["step"] == n
+    moved = jax.tree.map(lambda a, b: bool(np.any(np.asarray(a) != np.asarray(b))),
+                         {"params": at_n["params"], "bn": at_n["buffers"]["bn"]},
+                         {"params": full["state"]["params"], "bn": full["state"]["buffers"]["bn"]})
+    assert all(jax.tree.leaves(moved)), moved
     assert full["state"]["buffers"]["bn"]["num_batches_tracked"] == n + m
     assert isinstance(full["state"]["opt_state"][1][0], optax.ScaleByAdamState)
 

@@ -33,16 +33,48 @@ def test_mnist_example_trains_saves_and_reports(tmp_path):
 def test_visualize_example_saves_both_pictures(tmp_path):
     lines = run_example("visualize.py", "--epochs", "2", "--out", str(tmp_path))
     assert lines[-1].startswith(f"saved {tmp_path}/predictions.png (48 test digits, "), lines
+    # measured: 11 of 48 wrong after 2 epochs (val accuracy 0.80); a model that did not learn: ~43
+    wrong = int(lines[-1].split("digits, ")[1].split(" wrong")[0])
+    assert wrong <= 16, lines[-1]
     for name in ("predictions.png", "history.png"):
         assert (tmp_path / name).stat().st_size > 1000
+    # the picture is the make_grid of the first 48 test digits (8 per row, padding 2, pad 0.3),
+    # upscaled 8x: its size, the padding colour, and each cell's bottom-right pixel (no label there)
+    from PIL import Image
+
+    from funcnet.datasets import Digits
+    from funcnet.vision import to_uint8_hwc
+
+    images = np.asarray(Digits(train=False).tensors[0][:48])  # [48, 1, 8, 8]
+    with Image.open(tmp_path / "predictions.png") as im:
+        picture = np.asarray(im.convert("RGB"))
+    assert picture.shape == ((6 * 10 + 2) * 8, (8 * 10 + 2) * 8, 3)
+    assert (picture[:16, :16] == int(0.3 * 255 + 0.5)).all()  # the top-left padding, 0.3 grey
+    for k in range(48):
+        y, x = divmod(k, 8)
+        bottom, right = (y * 10 + 2 + 8) * 8 - 1, (x * 10 + 2 + 8) * 8 - 1
+        expected = to_uint8_hwc(np.repeat(images[k, :, -1:, -1:], 3, axis=0))[0, 0]  # grey -> RGB
+        np.testing.assert_array_equal(picture[bottom, right], expected, err_msg=f"cell {k}")
+
+
+def _accuracies(lines):
+    """(float, int8, drop) from 'test accuracy: float F, int8 I (drop D points)'."""
+    line = next(line for line in lines if line.startswith("test accuracy: float "))
+    float_acc = float(line.split("float ")[1].split(",")[0])
+    int8_acc = float(line.split("int8 ")[1].split(" ")[0])
+    drop = float(line.split("drop ")[1].split(" ")[0])
+    return float_acc, int8_acc, drop
 
 
 @pytest.mark.slow
 @pytest.mark.subprocess
 def test_quantize_example_reports_accuracy_size_and_latency():
     lines = run_example("quantize.py", "--epochs", "2", "--repeats", "3")
-    accuracy = next(line for line in lines if line.startswith("test accuracy: float "))
-    assert "int8" in accuracy and "drop" in accuracy, accuracy
+    float_acc, int8_acc, drop = _accuracies(lines)
+    # measured (2 epochs, default seed): float 0.8022, int8 0.7967, drop +0.56 points
+    assert float_acc >= 0.75, lines
+    assert abs(drop) <= 1.0, lines  # the example's promise: int8 costs at most about a point
+    assert drop == pytest.approx(100 * (float_acc - int8_acc), abs=0.011)
     total = next(line for line in lines if line.startswith("total "))
     assert float(total.split()[-1].rstrip("x")) >= 3.5, total  # int8 weights ≥ 3.5× smaller
     assert any(line.startswith("CPU latency of the jitted forward") for line in lines), lines
@@ -50,10 +82,16 @@ def test_quantize_example_reports_accuracy_size_and_latency():
 
 @pytest.mark.slow
 @pytest.mark.subprocess
-@pytest.mark.parametrize("model", ["lstm", "transformer"])
-def test_sequence_example_runs(model):
-    lines = run_example("sequence.py", "--model", model, "--steps", "20")
-    assert lines[-1].startswith(f"final test accuracy ({model}, 20 steps, "), lines
+def test_sequence_example_runs():
+    # The LSTM learns the task in 200 steps at lr 0.01 (measured 0.963; chance 0.5). The
+    # transformer needs its default 1500 steps to learn (0.54 after 200): too slow here, so it
+    # only runs.
+    lines = run_example("sequence.py", "--model", "lstm", "--steps", "200", "--lr", "0.01")
+    assert lines[-1].startswith("final test accuracy (lstm, 200 steps, "), lines
+    assert float(lines[-1].split(": ")[1]) >= 0.9, lines
+    lines = run_example("sequence.py", "--model", "transformer", "--steps", "20")
+    assert lines[-1].startswith("final test accuracy (transformer, 20 steps, "), lines
+    assert 0.0 <= float(lines[-1].split(": ")[1]) <= 1.0
 
 
 @pytest.mark.slow

@@ -21,6 +21,7 @@ from funcnet.nn import ShapeError
 from funcnet.quantization import (
     QuantizedLinear,
     activation_qparams,
+    quantize_activation,
     quantize_dynamic,
     quantize_weight,
     size_report,
@@ -147,6 +148,26 @@ def test_activation_qparams_identical_to_torch(rng, reduce_range):
             # fbgemm uses the double scale rounded to float32
             assert float(scale) == float(np.float32(t_scale)), (x.min(), x.max())
             assert int(zp) == t_zp, (x.min(), x.max())
+
+
+@pytest.mark.parametrize("reduce_range", [True, False])
+def test_quantize_activation_identical_to_torch(rng, reduce_range):
+    """quantize_activation with the chosen qparams equals torch.quantize_per_tensor(quint8)'s ints."""
+    qmax = 127 if reduce_range else 255
+    quantize = jax.jit(quantize_activation, static_argnums=(3, 4))
+    for x in activation_cases(rng)[::5]:
+        scale, zp = activation_qparams(jnp.asarray(x), reduce_range)
+        q = quantize(jnp.asarray(x), scale, zp, 0, qmax)
+        assert q.dtype == jnp.int32
+        expected = torch.quantize_per_tensor(torch.tensor(x), float(scale), int(zp), torch.quint8).int_repr()
+        np.testing.assert_array_equal(np.asarray(q), expected.numpy().astype(np.int32), err_msg=f"{x.min()}, {x.max()}")
+    # ties round half to even (nearbyint), and values outside the range clamp, as torch
+    x = np.array([0.5, 1.5, 2.5, 3.5, -7.0, 300.0], np.float32)
+    q = quantize_activation(jnp.asarray(x), jnp.float32(1.0), jnp.int32(0), 0, 255)
+    np.testing.assert_array_equal(q, torch.quantize_per_tensor(torch.tensor(x), 1.0, 0, torch.quint8).int_repr())
+    np.testing.assert_array_equal(q, [0, 2, 2, 4, 0, 255])
+    np.testing.assert_array_equal(quantize_activation(jnp.asarray(x), jnp.float32(0.5), jnp.int32(3), 0, 127),
+                                  [4, 6, 8, 10, 0, 127])
 
 
 # -- whole models -------------------------------------------------------------------------
@@ -290,7 +311,7 @@ def test_errors_name_the_problem():
         qmodel.apply(qvariables, jnp.zeros((2, 63)))
 
 
-def test_root_linear_and_repr():
+def test_root_linear_and_repr(rng):
     layer = nn.Linear(5, 3)
     variables = layer.init(jax.random.key(8))
     qlayer, qvariables = quantize_dynamic(layer, variables)
@@ -298,7 +319,12 @@ def test_root_linear_and_repr():
     assert repr(qlayer) == (
         "QuantizedLinear(in_features=5, out_features=3, dtype=int8, qscheme=per_tensor_symmetric)"
     )
-    assert qlayer.apply(qvariables, jnp.ones((2, 5))).shape == (2, 3)
+    # the values, not just the shape: torch's dynamic int8 Linear (in a Sequential: torch swaps
+    # submodules only) with the same weights
+    theirs = torch.nn.Sequential(torch.nn.Linear(5, 3))
+    theirs[0].load_state_dict({k: torch.tensor(np.asarray(v)) for k, v in layer.state_dict(variables).items()})
+    x = (rng.standard_normal((4, 5)) * 2).astype(np.float32)
+    assert_outputs_match(qlayer.apply(qvariables, jnp.asarray(x)), torch_quantize(theirs)(torch.tensor(x)))
 
 
 @pytest.mark.slow

@@ -1,73 +1,40 @@
-"""make_grid / save_image against torchvision's algorithm, and the training-curve plot.
+"""make_grid / save_image against torchvision's own functions, and the training-curve plot.
 
-torchvision is not installed here, so the reference is torchvision's make_grid
-transcribed with torch tensor ops (torch-parity.md §8: the current version, whose
-normalisation divides by ``max(high - low, 1e-5)``), plus hand-checked small cases.
+torchvision cannot be imported the usual way here; the reference is torchvision 0.28's own
+``utils.py`` from its wheel, run on torch tensors (``tests/torchvision_wheel.py``), plus
+hand-checked small cases.
 """
 
 import io
-import math
 
 import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torchvision_wheel import import_torchvision
 
 from funcnet.vision import make_grid, plot_history, save_image, to_uint8_hwc
 
 
-def torch_make_grid(tensor, nrow=8, padding=2, normalize=False, value_range=None, scale_each=False,
-                    pad_value=0.0):
-    """torchvision.utils.make_grid (vision PR #2967), with torch ops."""
-    if isinstance(tensor, list):
-        tensor = torch.stack(tensor, dim=0)
-    if tensor.dim() == 2:
-        tensor = tensor.unsqueeze(0)
-    if tensor.dim() == 3:
-        if tensor.size(0) == 1:
-            tensor = torch.cat((tensor, tensor, tensor), 0)
-        tensor = tensor.unsqueeze(0)
-    if tensor.dim() == 4 and tensor.size(1) == 1:
-        tensor = torch.cat((tensor, tensor, tensor), 1)
-    if normalize is True:
-        tensor = tensor.clone()
+def _tv_utils():
+    """torchvision 0.28's own ``torchvision/utils.py`` (from its wheel, running on torch)."""
+    return import_torchvision("torchvision.utils")
 
-        def norm_ip(img, low, high):
-            img.clamp_(min=low, max=high)
-            img.sub_(low).div_(max(high - low, 1e-5))
 
-        def norm_range(t, value_range):
-            if value_range is not None:
-                norm_ip(t, value_range[0], value_range[1])
-            else:
-                norm_ip(t, float(t.min()), float(t.max()))
-
-        if scale_each is True:
-            for t in tensor:
-                norm_range(t, value_range)
-        else:
-            norm_range(tensor, value_range)
-    if tensor.size(0) == 1:
-        return tensor.squeeze(0)
-    nmaps = tensor.size(0)
-    xmaps = min(nrow, nmaps)
-    ymaps = int(math.ceil(float(nmaps) / xmaps))
-    height, width = int(tensor.size(2) + padding), int(tensor.size(3) + padding)
-    grid = tensor.new_full((tensor.size(1), height * ymaps + padding, width * xmaps + padding), pad_value)
-    k = 0
-    for y in range(ymaps):
-        for x in range(xmaps):
-            if k >= nmaps:
-                break
-            grid.narrow(1, y * height + padding, height - padding).narrow(
-                2, x * width + padding, width - padding).copy_(tensor[k])
-            k = k + 1
-    return grid
+def torch_make_grid(tensor, **options):
+    """``torchvision.utils.make_grid`` itself."""
+    return _tv_utils().make_grid(tensor, **options)
 
 
 def torch_pixels(grid):
-    return grid.mul(255).add_(0.5).clamp_(0, 255).permute(1, 2, 0).to("cpu", torch.uint8).numpy()
+    """The uint8 HWC image ``torchvision.utils.save_image`` writes for ``grid`` (saved as PNG by
+    torchvision's own function, read back)."""
+    buffer = io.BytesIO()
+    _tv_utils().save_image(grid, buffer, format="PNG", padding=0)  # a [C, H, W] grid: saved as is
+    buffer.seek(0)
+    with Image.open(buffer) as im:
+        return np.asarray(im)
 
 
 SHAPES = [(1, 3, 5, 4), (1, 1, 4, 4), (2, 1, 3, 3), (5, 3, 4, 6), (7, 1, 8, 8), (9, 3, 2, 2), (3, 2, 4, 5),
@@ -86,7 +53,7 @@ OPTIONS = [
 
 
 @pytest.mark.parametrize("shape", SHAPES)
-def test_make_grid_matches_torchvision_algorithm(rng, shape):
+def test_make_grid_matches_torchvision(rng, shape):
     x = (rng.standard_normal(shape) * 2 + 0.3).astype(np.float32)
     for options in OPTIONS:
         expected = torch_make_grid(torch.tensor(x), **options).numpy()

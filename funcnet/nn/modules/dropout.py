@@ -10,6 +10,7 @@ from __future__ import annotations
 import jax
 
 from funcnet.nn import functional as F
+from funcnet.nn.functional.dropout import warn_dropout2d_rank
 from funcnet.nn.module import Module
 
 
@@ -32,11 +33,17 @@ class Dropout(Module):
 
 
 class Dropout2d(Dropout):
-    """``torch.nn.Dropout2d``: zero whole channels of ``[N, C, H, W]`` (or ``[C, H, W]``)."""
+    """``torch.nn.Dropout2d``: zero whole channels of ``[N, C, H, W]``.
+
+    As torch 2.13, a 3-D input is read as ``[N, C, L]`` (whole channels of each sample dropped, not
+    slices of an unbatched ``[C, H, W]``) with torch's warning, in train and eval mode alike; see
+    ``F.dropout2d``.
+    """
 
     def forward(self, x: jax.Array) -> jax.Array:
         if x.ndim not in (3, 4):
-            raise self.shape_error("[N, C, H, W] or [C, H, W]", x.shape)
+            raise self.shape_error("[N, C, H, W] or [N, C, L]", x.shape)
         if not self.training or self.p == 0.0:
+            warn_dropout2d_rank(x.ndim)  # torch warns in eval mode too
             return x
         return F.dropout2d(x, self.p, training=True, key=self.make_rng())
