@@ -356,6 +356,14 @@ _LAYERS = [
     ("MultiheadAttention", lambda m: m.MultiheadAttention(4, 2), [(2, 1, 4), (3, 1, 4), (3, 1, 4)], False),
     ("TransformerEncoderLayer",
      lambda m: m.TransformerEncoderLayer(4, 2, dim_feedforward=4, dropout=0.0), [(2, 1, 4)], False),
+    ("TransformerDecoderLayer",
+     lambda m: m.TransformerDecoderLayer(4, 2, dim_feedforward=4, dropout=0.0), [(2, 1, 4), (3, 1, 4)], False),
+    ("TransformerEncoder",
+     lambda m: m.TransformerEncoder(m.TransformerEncoderLayer(4, 2, dim_feedforward=4, dropout=0.0), 1,
+                                    enable_nested_tensor=False), [(2, 1, 4)], False),
+    ("Transformer",
+     lambda m: m.Transformer(4, 2, num_encoder_layers=1, num_decoder_layers=1, dim_feedforward=4, dropout=0.0),
+     [(3, 1, 4), (2, 1, 4)], False),
     ("Sequential", lambda m: m.Sequential(m.Linear(3, 4), m.Tanh(), m.Linear(4, 2)), [(2, 3)], False),
     ("MSELoss", lambda m: m.MSELoss(), [(2, 3), (2, 3)], False),
     ("L1Loss", lambda m: m.L1Loss(), [(2, 3), (2, 3)], False),
@@ -434,7 +442,8 @@ _GROUPS = {
     "linear-conv": ["Linear", "Sequential", "Embedding"] + [c[0] for c in _LAYERS if c[0].startswith("Conv")],
     "normalization": [c[0] for c in _LAYERS if "Norm" in c[0]],
     "recurrent": ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell"],
-    "attention": ["MultiheadAttention", "TransformerEncoderLayer"],
+    "attention": ["MultiheadAttention", "TransformerEncoderLayer", "TransformerDecoderLayer", "TransformerEncoder",
+                  "Transformer"],
 }
 
 
