@@ -3,6 +3,7 @@
 import jax
 import numpy as np
 import optax
+import pytest
 
 import funcnet.nn as nn
 from funcnet import distributed
@@ -81,3 +82,9 @@ def test_print0_prints_on_process_zero_only(monkeypatch, capsys):
     monkeypatch.setattr(jax, "process_index", lambda: 2)
     distributed.print0("not shown")
     assert capsys.readouterr().out == "hello 3\n"
+
+
+@pytest.mark.parametrize("every", [0, -1, 1.5, True])
+def test_model_checkpoint_refuses_a_cadence_that_is_not_a_positive_int(tmp_path, every):
+    with pytest.raises(ValueError, match="every must be a positive number of epochs"):
+        ModelCheckpoint(tmp_path / "ckpt", every=every)

@@ -93,6 +93,8 @@ class ModelCheckpoint(Callback):
             from funcnet.checkpoint import CheckpointManager
 
             manager = CheckpointManager(manager)
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ValueError(f"ModelCheckpoint: every must be a positive number of epochs, got {every!r}")
         self.manager, self.every, self.monitor, self.extra = manager, every, monitor, extra
 
     def on_epoch_end(self, epoch: int, state: Any, logs: dict[str, Any]) -> None:
