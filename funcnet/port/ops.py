@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import builtins
 import functools
+import importlib
 import math
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -733,19 +734,15 @@ def _unary(name: str, fn: Callable) -> Callable:
     return _method(op)
 
 
-exp = _unary("exp", jnp.exp)
-log = _unary("log", jnp.log)
-log2 = _unary("log2", jnp.log2)
-sqrt = _unary("sqrt", jnp.sqrt)
-rsqrt = _unary("rsqrt", jax.lax.rsqrt)
-abs = _unary("abs", jnp.abs)
+# The module funcnet.tensor (``funcnet.tensor`` the attribute is torch.tensor's twin, a function).
+_TENSOR_FUNCTIONS = importlib.import_module("funcnet.tensor")
+# The maths is funcnet's torch-named functions (funcnet.tensor: one definition of each op);
+# here they only gain the method dispatch.
+exp, log, log2, sqrt, rsqrt, abs, sign, floor, ceil, sigmoid, tanh, relu = (
+    _unary(name, getattr(_TENSOR_FUNCTIONS, name))
+    for name in ("exp", "log", "log2", "sqrt", "rsqrt", "abs", "sign", "floor", "ceil", "sigmoid", "tanh", "relu")
+)
 neg = _unary("neg", jnp.negative)
-sign = _unary("sign", jnp.sign)
-floor = _unary("floor", jnp.floor)
-ceil = _unary("ceil", jnp.ceil)
-sigmoid = _unary("sigmoid", jax.nn.sigmoid)
-tanh = _unary("tanh", jnp.tanh)
-relu = _unary("relu", jax.nn.relu)
 
 
 @_method
