@@ -3,7 +3,8 @@ wheel's source, against the real torchvision on torch (see ``zoo_harness``). For
 small sizes: ``state_dict`` keys and order equal torch's; the default initialisation draws each
 tensor as the model's own init code does; with torch's weights (made non-degenerate) loaded, the
 eval output matches to 1e-4 relative; train mode with dropout off gives torch's output and
-BatchNorm running statistics after one step; a jitted ``make_train_step`` runs one step."""
+BatchNorm running statistics after one step, and finite, non-zero jitted gradients through it (one compile
+for both; ``make_train_step`` on a ported model is covered by the porting example's test)."""
 
 from __future__ import annotations
 
