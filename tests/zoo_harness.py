@@ -208,13 +208,20 @@ def assert_same_distributions(fresh_ours: dict, fresh_torch: dict, min_numel: in
         assert abs(ours.mean() - ref.mean()) <= 5 * stderr * np.sqrt(2) + 1e-7, f"{name}: init mean"
 
 
-def _train_forward_and_grads(fmodel, variables, x: np.ndarray):
-    """Jitted: train-mode outputs, new buffers, and d(cross-entropy of the main logits)/d(params)."""
+def _train_forward(fmodel, variables, x: np.ndarray, with_grads: bool):
+    """Jitted train-mode ``(outputs, new buffers)``, plus, ``with_grads``, d(cross-entropy of the
+    main logits)/d(params) from the same compile."""
     import funcnet.nn.functional as F
 
+    def forward(params, xx):
+        return fmodel.apply(params, xx, buffers=variables.buffers, train=True, key=jax.random.key(1))
+
+    if not with_grads:
+        return (*jax.jit(forward)(variables.params, jnp.asarray(x)), None)
+
     def loss(params, xx):
-        out, new_buffers = fmodel.apply(params, xx, buffers=variables.buffers, train=True, key=jax.random.key(1))
-        main = out[0] if isinstance(out, tuple) else out
+        out, new_buffers = forward(params, xx)
+        main = out[0] if isinstance(out, tuple) else out  # GoogLeNet/Inception: aux outputs follow
         y = jnp.arange(main.shape[0]) % main.shape[-1]
         return F.cross_entropy(main, y), (out, new_buffers)
 
@@ -227,8 +234,11 @@ def check_family(fmodule, tmodule, make, x_shape=(2, 3, 32, 32), seed=0, rel=1e-
     """The issue's acceptance for one architecture; ``make(module)`` builds it from either module.
 
     ``rel`` bounds the eval output's error relative to torch's largest value; ``train_rel``
-    (default ``rel``) the train-mode output's and running statistics'."""
+    (default ``rel``) the train-mode output's and running statistics'. ``train_step`` also takes
+    the gradient of the train-mode loss (finite, not all zero); it needs ``train``."""
     train_rel = rel if train_rel is None else train_rel
+    if train_step and not train:
+        raise ValueError("check_family: train_step=True takes its gradients in train mode; pass train=True")
 
     torch.manual_seed(seed)
     tmodel = make(tmodule)
@@ -255,17 +265,14 @@ def check_family(fmodule, tmodule, make, x_shape=(2, 3, 32, 32), seed=0, rel=1e-
         tmodel.train()
         with torch.no_grad():
             ref = tmodel(torch.from_numpy(x))
+        # train_step: gradients from the same compile (a jitted train step's work); compiling the
+        # model once more for make_train_step cost tens of seconds per family, and make_train_step
+        # on a ported model is exercised by examples/port_torchvision.py's test.
+        ours, new_buffers, grads = _train_forward(fmodel, variables, x, with_grads=train_step)
         if train_step:
-            # One compile for the train-mode forward *and* its gradients (a jitted train step's
-            # work): compiling the model once more for make_train_step costs tens of seconds per
-            # family, and make_train_step itself is covered by its own tests.
-            ours, new_buffers, grads = _train_forward_and_grads(fmodel, variables, x)
             norms = [float(jnp.abs(g).max()) for g in jax.tree.leaves(grads)]
             assert all(np.isfinite(norms)), "non-finite gradient through the train-mode model"
             assert any(n > 0 for n in norms), "the gradient through the model is zero everywhere"
-        else:
-            ours, new_buffers = jax.jit(lambda v, xx: fmodel.apply(v.params, xx, buffers=v.buffers, train=True,
-                                                                   key=jax.random.key(1)))(variables, jnp.asarray(x))
         assert_rel_close(ours, ref, train_rel, "train-mode output")
         ours_sd = fmodel.state_dict(variables.params, new_buffers)
         for name, value in torch_state(tmodel).items():
