@@ -35,7 +35,9 @@ def _source_index(scale: np.float32, dst: np.ndarray, align_corners: bool, cubic
     """torch's ``area_pixel_compute_source_index`` for every output index ``dst``."""
     if align_corners:
         return scale * dst
-    src = scale * (dst + _F32(0.5)) - _F32(0.5)
+    # torch's x86 build contracts this to one fused multiply-add (a single rounding): the float64
+    # product of two float32 values is exact, so rounding once to float32 reproduces it.
+    src = (np.float64(scale) * (dst + _F32(0.5)).astype(np.float64) - 0.5).astype(_F32)
     return src if cubic else np.maximum(src, _F32(0))
 
 
