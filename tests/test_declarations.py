@@ -4,6 +4,7 @@ for arithmetic on a declaration. Distributions are compared with torch's own ini
 
 from __future__ import annotations
 
+import logging
 import math
 
 import jax
@@ -60,6 +61,31 @@ def test_inplace_initialisers_follow_torch_distributions(name, kwargs):
 def test_orthogonal_is_orthogonal():
     q = _draw(lambda w: nn.init.orthogonal_(w), shape=(6, 10)).astype(np.float64)
     np.testing.assert_allclose(q @ q.T, np.eye(6), atol=1e-5)
+
+
+@pytest.mark.parametrize("name, kwargs", [("trunc_normal_", dict(std=0.02)), ("orthogonal_", dict(gain=1.5)),
+                                          ("kaiming_normal_", dict())])
+def test_initialisers_compile_nothing_and_agree_under_jit(name, kwargs):
+    """Drawn on the host: a model of many shapes builds without one XLA compile (each would cost
+    ~0.15 s), and ``jax.jit(model.init)`` gives the same arrays through its callback."""
+    m = nn.Module()
+    shapes = [(8 + i, len(name), 3, 3) for i in range(6)]  # shapes no other case has compiled
+    for i, shape in enumerate(shapes):
+        setattr(m, f"w{i}", nn.Parameter(shape))
+        getattr(nn.init, name)(getattr(m, f"w{i}"), **kwargs)
+    key = jax.random.key(3)
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logging.getLogger("jax").addHandler(handler)
+    try:
+        with jax.log_compiles():
+            eager = m.init(key)
+    finally:
+        logging.getLogger("jax").removeHandler(handler)
+    compiles = [r.getMessage() for r in records if r.getMessage().startswith("Compiling")]
+    assert not compiles, f"{name}: init compiled {len(compiles)} XLA programs: {compiles[:2]}"
+    jax.tree.map(np.testing.assert_array_equal, eager, jax.jit(m.init)(key))
 
 
 def test_constant_initialisers_and_tensor_methods():

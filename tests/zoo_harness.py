@@ -208,6 +208,13 @@ def assert_same_distributions(fresh_ours: dict, fresh_torch: dict, min_numel: in
         assert abs(ours.mean() - ref.mean()) <= 5 * stderr * np.sqrt(2) + 1e-7, f"{name}: init mean"
 
 
+def _jit(fn):
+    """``jax.jit`` with LLVM's optimisations off: these tests run each model once or twice on small
+    inputs, so XLA's compile is most of their time, and most of that is LLVM. The HLO graph, its
+    fusions and the float32 operations are XLA's usual ones (GoogLeNet's check: 21 s -> 15 s)."""
+    return jax.jit(fn, compiler_options={"xla_backend_optimization_level": 0})
+
+
 def _train_forward(fmodel, variables, x: np.ndarray, with_grads: bool):
     """Jitted train-mode ``(outputs, new buffers)``, plus, ``with_grads``, d(cross-entropy of the
     main logits)/d(params) from the same compile."""
@@ -217,7 +224,7 @@ def _train_forward(fmodel, variables, x: np.ndarray, with_grads: bool):
         return fmodel.apply(params, xx, buffers=variables.buffers, train=True, key=jax.random.key(1))
 
     if not with_grads:
-        return (*jax.jit(forward)(variables.params, jnp.asarray(x)), None)
+        return (*_jit(forward)(variables.params, jnp.asarray(x)), None)
 
     def loss(params, xx):
         out, new_buffers = forward(params, xx)
@@ -225,7 +232,7 @@ def _train_forward(fmodel, variables, x: np.ndarray, with_grads: bool):
         y = jnp.arange(main.shape[0]) % main.shape[-1]
         return F.cross_entropy(main, y), (out, new_buffers)
 
-    (_, (out, new_buffers)), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(variables.params, jnp.asarray(x))
+    (_, (out, new_buffers)), grads = _jit(jax.value_and_grad(loss, has_aux=True))(variables.params, jnp.asarray(x))
     return out, new_buffers, grads
 
 
@@ -258,7 +265,7 @@ def check_family(fmodule, tmodule, make, x_shape=(2, 3, 32, 32), seed=0, rel=1e-
     tmodel.eval()
     with torch.no_grad():
         ref = tmodel(torch.from_numpy(x))
-    ours = jax.jit(lambda v, xx: fmodel.apply(v, xx))(variables, jnp.asarray(x))
+    ours = _jit(lambda v, xx: fmodel.apply(v, xx))(variables, jnp.asarray(x))
     assert_rel_close(ours, ref, rel, "eval output")
 
     if train:  # train mode, dropout off: outputs and BatchNorm running statistics after one step
@@ -270,7 +277,7 @@ def check_family(fmodule, tmodule, make, x_shape=(2, 3, 32, 32), seed=0, rel=1e-
         # on a ported model is exercised by examples/port_torchvision.py's test.
         ours, new_buffers, grads = _train_forward(fmodel, variables, x, with_grads=train_step)
         if train_step:
-            norms = [float(jnp.abs(g).max()) for g in jax.tree.leaves(grads)]
+            norms = [float(np.abs(np.asarray(g)).max()) for g in jax.tree.leaves(grads)]  # host: no compile per shape
             assert all(np.isfinite(norms)), "non-finite gradient through the train-mode model"
             assert any(n > 0 for n in norms), "the gradient through the model is zero everywhere"
         assert_rel_close(ours, ref, train_rel, "train-mode output")

@@ -59,7 +59,19 @@ def derive_key(key: jax.Array, salt: int) -> jax.Array:
     return jax.random.wrap_key_data(new, impl=jax.random.key_impl(key))
 
 
-def _draw(kind: str, shape: tuple[int, ...], a: float, b: float) -> Callable[[np.ndarray], np.ndarray]:
+def to_array(value: Any, dtype: Any = None) -> jax.Array:
+    """``jnp.asarray(value, dtype)`` without a compile: jax 0.10's ``jnp.asarray`` of a numpy
+    array compiles an identity program per shape (~5–10 ms each, seconds over a large model's
+    parameters); ``device_put`` of the host array does not. Tracers and JAX arrays pass through."""
+    if isinstance(value, (np.ndarray, np.generic, int, float)):
+        return jax.device_put(np.asarray(value, dtype))
+    import jax.numpy as jnp
+
+    return jnp.asarray(value, dtype)
+
+
+def _draw(kind: str, shape: tuple[int, ...], a: float, b: float,
+          then: Callable[[np.ndarray], np.ndarray] | None) -> Callable[[np.ndarray], np.ndarray]:
     a32, b32 = np.float32(a), np.float32(b)
 
     def draw(words: np.ndarray) -> np.ndarray:
@@ -67,21 +79,25 @@ def _draw(kind: str, shape: tuple[int, ...], a: float, b: float) -> Callable[[np
         if words.ndim > 1:  # a batch of keys (vmap): one draw each
             return np.stack([draw(w) for w in words])
         generator = np.random.default_rng([int(w) for w in words])
-        # The affine step happens here too, so eager and traced draws round identically.
+        # The affine step (and ``then``) happen here too, so eager and traced draws round identically.
         if kind == "uniform":
-            return a32 + (b32 - a32) * generator.random(shape, dtype=np.float32)
-        return a32 + b32 * generator.standard_normal(shape, dtype=np.float32)
+            x = a32 + (b32 - a32) * generator.random(shape, dtype=np.float32)
+        else:
+            x = a32 + b32 * generator.standard_normal(shape, dtype=np.float32)
+        return x if then is None else np.asarray(then(x), np.float32)
 
     return draw
 
 
-def sample(kind: str, key: jax.Array, shape: tuple[int, ...], a: float, b: float) -> jax.Array | np.ndarray:
-    """float32 samples of ``shape``: U[a, b) for ``kind="uniform"``, N(a, b²) for ``"normal"``.
+def sample(kind: str, key: jax.Array, shape: tuple[int, ...], a: float, b: float,
+           then: Callable[[np.ndarray], np.ndarray] | None = None) -> jax.Array | np.ndarray:
+    """float32 samples of ``shape``: U[a, b) for ``kind="uniform"``, N(a, b²) for ``"normal"``,
+    passed through the numpy function ``then`` (same shape, e.g. an inverse CDF) when given.
 
     Host numpy for a concrete key; ``pure_callback`` to the same function when traced.
     """
     words = key_words(key)
-    draw = _draw(kind, tuple(shape), a, b)
+    draw = _draw(kind, tuple(shape), a, b, then)
     if not _is_traced(words):
         return draw(words)
     out = jax.ShapeDtypeStruct(tuple(shape), np.float32)

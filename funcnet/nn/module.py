@@ -594,7 +594,7 @@ class Module:
             dotted = ".".join((*path, name))
             target = buffers if isinstance(spec, Buffer) else params
             if dotted in state_dict:
-                value = jnp.asarray(_to_numpy(state_dict[dotted]).reshape(spec.shape), dtype=spec.dtype)
+                value = _rng.to_array(_to_numpy(state_dict[dotted]).reshape(spec.shape), spec.dtype)
             elif into is not None:
                 source = into.buffers if isinstance(spec, Buffer) else into.params
                 node = _context._lookup(source, path)

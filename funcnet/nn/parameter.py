@@ -20,6 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from funcnet.nn import _rng
+
 #: ``init(key, shape, dtype) -> jax.Array``
 Initializer = Callable[[jax.Array, tuple[int, ...], Any], jax.Array]
 
@@ -111,7 +113,7 @@ class Parameter:
         self.dtype = jnp.dtype(dtype if dtype is not None else jnp.float32)
 
     def create(self, key: jax.Array) -> jax.Array:
-        value = jnp.asarray(self.init(key, self.shape, self.dtype), dtype=self.dtype)
+        value = _rng.to_array(self.init(key, self.shape, self.dtype), self.dtype)
         if value.shape != self.shape:
             raise ValueError(f"initialiser returned shape {value.shape}, expected {self.shape}")
         return value
@@ -241,11 +243,13 @@ class _DeclarationSlice:
         old, index, shape = self.parent.init, self.index, self.shape
 
         def init(key: jax.Array, full_shape: tuple[int, ...], dtype: Any) -> jax.Array:
-            from funcnet.nn import _rng
-
-            value = jnp.asarray(old(key, full_shape, dtype), dtype)
+            value = old(key, full_shape, dtype)
             part = make(_rng.derive_key(key, 0x5EC7), shape, dtype)
-            return value.at[index].set(jnp.asarray(part, dtype))
+            if isinstance(value, jax.core.Tracer) or isinstance(part, jax.core.Tracer):
+                return jnp.asarray(value, dtype).at[index].set(jnp.asarray(part, dtype))
+            value = np.array(value, dtype)  # a host copy: eager .at[].set would compile per shape
+            value[index] = np.asarray(part, dtype)
+            return _rng.to_array(value)
 
         self.parent.init = init
         return self
