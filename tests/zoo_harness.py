@@ -210,8 +210,11 @@ def assert_same_distributions(fresh_ours: dict, fresh_torch: dict, min_numel: in
 
 def _jit(fn):
     """``jax.jit`` with LLVM's optimisations off: these tests run each model once or twice on small
-    inputs, so XLA's compile is most of their time, and most of that is LLVM. The HLO graph, its
-    fusions and the float32 operations are XLA's usual ones (GoogLeNet's check: 21 s -> 15 s)."""
+    inputs, so XLA's compile is most of their time, and most of that is LLVM (GoogLeNet's check:
+    21 s -> 15 s). The HLO graph and its fusions are XLA's usual ones; rounding can differ by an
+    ulp (no fused multiply-adds), far below these model-level checks' 1e-4 relative tolerance.
+    Not for the layer parity tests: at O0 a tanh-GELU gradient and an int8 model's rounding
+    boundaries moved enough to fail their 1e-6 checks, so the rest of the suite compiles as users do."""
     return jax.jit(fn, compiler_options={"xla_backend_optimization_level": 0})
 
 
