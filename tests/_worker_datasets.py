@@ -34,3 +34,18 @@ def init_worker(worker_id):
 
 def failing_init(worker_id):
     raise ValueError(f"worker_init_fn refuses worker {worker_id}")
+
+
+class Touching(Dataset):
+    """Sample ``i`` is ``i``; loading it creates the file ``<directory>/<i>`` (which samples the
+    workers have started, seen from the main process)."""
+
+    def __init__(self, n, directory):
+        self.n, self.directory = n, directory
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        open(os.path.join(self.directory, str(i)), "w").close()
+        return np.int64(i)

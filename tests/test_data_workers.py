@@ -7,6 +7,7 @@ processes fork from one fork server per session (started once, ~2 s), so each po
 import glob
 import os
 import signal
+import time
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ import pytest
 from funcnet.datasets import ImageFolder, UnreadableFileError
 from funcnet.utils.data import DataLoader, _workers
 from funcnet.vision import transforms as T
-from tests._worker_datasets import Indexed, failing_init, init_worker
+from tests._worker_datasets import Indexed, Touching, failing_init, init_worker
 from tests.test_image_folder import corrupt, make_tree
 
 
@@ -128,6 +129,22 @@ def test_timeout_on_a_stalled_worker(mode):
         t.join(5)
     if mode == "process":
         assert not any(p.is_alive() for p in loader._last_pool.procs)
+
+
+@pytest.mark.subprocess
+def test_prefetch_keeps_prefetch_factor_times_workers_batches_in_flight_past_the_consumer(tmp_path):
+    # torch's rule: the next index is sent before a batch is handed over, so while the caller holds
+    # batch 0, batches 1..prefetch_factor*num_workers are being loaded (no more: bounded memory).
+    loader = DataLoader(Touching(20, str(tmp_path)), batch_size=1, num_workers=2, worker_mode="process",
+                        prefetch_factor=1)
+    it = iter(loader)
+    assert int(next(it)[0]) == 0
+    deadline = time.monotonic() + 10
+    while len(os.listdir(tmp_path)) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)  # anything beyond the bound would have started by now
+    assert sorted(int(f) for f in os.listdir(tmp_path)) == [0, 1, 2]
+    it.close()
 
 
 @pytest.mark.subprocess
