@@ -192,12 +192,45 @@ def test_shared_memory_roundtrip_keeps_structure_and_dtypes():
     Pair = namedtuple("Pair", "a b")
     batch = {"img": np.arange(24, dtype=np.uint8).reshape(2, 3, 4), "pair": Pair(np.ones(3, np.float64), [1, "x"]),
              "t": (np.zeros((0, 2), np.int32), None)}
-    name = f"funcnet_test_{os.getpid()}"
-    back = _workers._decode(_workers._encode(batch, name))
-    assert not os.path.exists(f"/dev/shm/{name}")
+    prefix = f"funcnet_test_{os.getpid()}_"
+    main = _workers._MainBuffers(1)
+    back = main.decode(0, _workers._encode(batch, _workers._WorkerBuffers(prefix, keep=2)))
+    assert not glob.glob(f"/dev/shm/{prefix}*")  # the name is unlinked once mapped
     np.testing.assert_array_equal(back["img"], batch["img"])
     assert isinstance(back["pair"], Pair) and back["pair"].b == [1, "x"] and back["pair"].a.dtype == np.float64
     assert back["t"][0].shape == (0, 2) and back["t"][1] is None
+
+
+def test_a_buffer_is_reused_only_after_every_array_of_its_batch_is_gone():
+    prefix = f"funcnet_test_reuse_{os.getpid()}_"
+    worker, main = _workers._WorkerBuffers(prefix, keep=1), _workers._MainBuffers(1)
+
+    def send(value):
+        worker.release(main.take_released(0))
+        return main.decode(0, _workers._encode({"x": np.full((64, 64), value, np.float32), "i": value}, worker))
+
+    first = send(1)
+    kept = first["x"][3:5]  # a view of the batch outlives the batch
+    del first
+    second = send(2)
+    assert not main.take_released(0), "released while a view of its batch was alive"
+    np.testing.assert_array_equal(kept, 1)  # not overwritten by the second batch
+    del kept
+    reused = main.take_released(0)
+    assert len(reused) == 1
+    worker.release(reused)
+    third = main.decode(0, _workers._encode({"x": np.full((64, 64), 3, np.float32), "i": 3}, worker))
+    assert len(worker.maps) == 2, "the released buffer was not reused"
+    np.testing.assert_array_equal(third["x"], 3)
+    np.testing.assert_array_equal(second["x"], 2)
+    del second, third
+    worker.release(main.take_released(0))  # two free, keep=1: one dropped, and the main side told
+    assert len(worker.maps) == 1 and len(worker.free) == 1
+    payload = _workers._encode({"x": np.zeros(2, np.float32)}, worker)
+    dropped = payload[5]  # the next batch tells the main process which buffer the worker unmapped
+    assert len(dropped) == 1 and (0, dropped[0]) in main.maps
+    main.decode(0, payload)
+    assert (0, dropped[0]) not in main.maps
 
 
 @pytest.mark.subprocess
