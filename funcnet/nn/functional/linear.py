@@ -7,6 +7,17 @@ import jax.numpy as jnp
 
 
 def linear(input: jax.Array, weight: jax.Array, bias: jax.Array | None = None) -> jax.Array:
-    """y = input @ weightᵀ + bias; ``weight`` is ``[out, in]`` (torch layout)."""
-    y = jnp.matmul(input, weight.T)
+    """y = input @ weightᵀ + bias; ``input`` ``[*, in]``, ``weight`` ``[out, in]`` (torch layout),
+    ``bias`` ``[out]`` → ``[*, out]``.
+
+    Leading dims are flattened into one before the matmul: autodiff then gives the weight gradient
+    as one plain ``[T, out]ᵀ·[T, in]`` product. On a ``[N, L, in]`` input the batched form made
+    XLA:CPU transpose the incoming gradient in a copy into which it fused (and recomputed) the
+    residual stream's backward across layers: a small ViT's train step took 1.2× as long.
+    """
+    if input.ndim > 2:
+        lead = input.shape[:-1]
+        y = jnp.matmul(input.reshape(-1, input.shape[-1]), weight.T).reshape(*lead, weight.shape[0])
+    else:
+        y = jnp.matmul(input, weight.T)
     return y if bias is None else y + bias
