@@ -1,5 +1,6 @@
-"""Every convolution lowering (XLA, patches+matmul, depthwise multiply-adds, matmul+col2im) against
-torch 2.13, forward and gradients; the selection rule and the ways to force a lowering."""
+"""Every convolution lowering (XLA, patches+matmul, channels-last pointwise matmul, depthwise
+multiply-adds, matmul+col2im) against torch 2.13, forward and gradients; the selection rule and the
+ways to force a lowering."""
 
 import jax
 import jax.numpy as jnp
@@ -43,7 +44,11 @@ CASES = [
     (1, False, 4, 6, 3, dict(padding="same", dilation=2), (10,), "patches"),
     (2, False, 3, 8, 3, dict(stride=1, padding=1), (7, 6), "patches"),
     (2, False, 4, 6, (3, 2), dict(stride=(2, 1), padding=(1, 0), dilation=(1, 2)), (9, 8), "patches"),
-    (2, False, 4, 6, 1, dict(stride=2), (7, 7), "patches"),
+    (2, False, 4, 6, 1, dict(stride=2), (7, 7), "pointwise"),
+    (2, False, 5, 3, 1, dict(stride=(1, 2), padding=1), (6, 5), "pointwise"),
+    (1, False, 4, 6, 1, dict(stride=3, padding=2), (10,), "pointwise"),
+    (3, False, 3, 4, 1, dict(stride=(2, 1, 1)), (5, 3, 4), "pointwise"),
+    (2, False, 6, 4, 1, dict(groups=2), (5, 5), "patches"),  # grouped 1x1: per-group batched matmul
     (2, False, 6, 4, 3, dict(groups=2, padding="valid"), (6, 6), "patches"),
     (2, False, 4, 4, 3, dict(groups=4, stride=2, padding=1), (8, 8), "depthwise"),
     (2, False, 3, 6, 5, dict(groups=3, padding=2, dilation=1), (7, 7), "depthwise"),  # multiplier 2
@@ -136,6 +141,9 @@ def test_auto_rule_on_cpu_picks_matmul_where_xla_cpu_is_slow():
     assert F.conv_lowering((16, 512, 2, 2), (512, 512, 3, 3), padding=1, backend="cpu", impl="auto") == "patches"
     assert F.conv_lowering((16, 256, 4, 4), (512, 256, 3, 3), stride=2, padding=1, backend="cpu",
                            impl="auto") == "patches"
+    # Bottleneck 1x1s: a channels-last matmul whose weight gradient needs no transposing copy.
+    assert F.conv_lowering((16, 256, 16, 16), (64, 256, 1, 1), backend="cpu", impl="auto") == "pointwise"
+    assert F.conv_lowering((16, 256, 16, 16), (512, 256, 1, 1), stride=2, backend="cpu", impl="auto") == "pointwise"
     # The ResNet stem (3 channels, 7x7 on a large map): XLA:CPU's own convolution is faster.
     assert F.conv_lowering((16, 3, 64, 64), (64, 3, 7, 7), stride=2, padding=3, backend="cpu", impl="auto") == "xla"
     # Depthwise (MobileNet): shifted multiply-adds.
