@@ -293,6 +293,10 @@ def _col2im_conv_transpose(n: int, x: jax.Array, weight: jax.Array, padding: tup
     return y
 
 
+# False: 1x1 convolutions take the NC* "patches" lowering instead, for an in-process A/B of the two
+# (benchmarks/variant_ab.py); read when a convolution is traced.
+_POINTWISE_LOWERING = True
+
 # XLA:CPU's dense convolution with a spatial kernel is fast on large maps and 10-300x slow on
 # tiny ones (2x2 outputs); at 4x4 outputs the two are even (see the module docstring).
 _CPU_PATCHES_BELOW_POSITIONS = 16
@@ -319,7 +323,7 @@ def conv_lowering(input_shape: Sequence[int], weight_shape: Sequence[int], strid
         return "col2im"
     if groups > 1 and weight_shape[1] == 1:
         return "depthwise"
-    if groups == 1 and all(k == 1 for k in weight_shape[2:]):
+    if groups == 1 and all(k == 1 for k in weight_shape[2:]) and _POINTWISE_LOWERING:
         return "pointwise"
     if impl == "matmul" or groups > 1:
         return "patches"

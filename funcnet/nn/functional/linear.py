@@ -5,6 +5,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+# False: the batched matmul on the [*, in] input, for an in-process A/B (benchmarks/variant_ab.py).
+_FLATTEN_LEADING = True
+
 
 def linear(input: jax.Array, weight: jax.Array, bias: jax.Array | None = None) -> jax.Array:
     """y = input @ weightᵀ + bias; ``input`` ``[*, in]``, ``weight`` ``[out, in]`` (torch layout),
@@ -15,7 +18,7 @@ def linear(input: jax.Array, weight: jax.Array, bias: jax.Array | None = None) -
     XLA:CPU transpose the incoming gradient in a copy into which it fused (and recomputed) the
     residual stream's backward across layers: a small ViT's train step took 1.2× as long.
     """
-    if input.ndim > 2:
+    if input.ndim > 2 and _FLATTEN_LEADING:
         lead = input.shape[:-1]
         y = jnp.matmul(input.reshape(-1, input.shape[-1]), weight.T).reshape(*lead, weight.shape[0])
     else:
