@@ -40,8 +40,8 @@ stem 7×7/2, 3 channels at 64×64              3.6                        xla
 ==========================================  =========================  ===============
 
 So on CPU: transposed → col2im; depthwise → depthwise; 1×1 → pointwise (channels-last
-patches: whole ResNet-50 / MobileNetV2 / ResNet-18 train steps 0.92–0.95 / 0.95 / 0.98× the time
-with the NC* patches, interleaved A/B in one process); grouped → patches; other kernels → patches
+patches: whole ResNet-50 / MobileNetV2 / ResNet-18 train steps 0.80–0.95 / 0.95–0.97 / 0.98–1.01× the
+time with the NC* patches, ``benchmarks/variant_ab.py``); grouped → patches; other kernels → patches
 when the output has fewer than 16 positions per image, else XLA.
 
 Differences from torch: mixed input/weight dtypes are promoted (torch raises); the
@@ -185,7 +185,7 @@ def _pointwise_conv(n: int, x: jax.Array, weight: jax.Array, pads: Any, stride: 
     The transposes in and out are explicit, so autodiff's weight gradient is a plain
     ``[N·S, O]ᵀ·[N·S, C]`` product; contracting ``(N, *S)`` of the NC* arrays directly made XLA:CPU
     build that operand in a transposing copy into which it fused (and recomputed) the preceding
-    BatchNorm/ReLU/residual chain. ResNet-50's train step: 0.92–0.95× the time of ``"patches"``."""
+    BatchNorm/ReLU/residual chain. ResNet-50's train step: 0.80–0.95× the time of ``"patches"``."""
     x = lax.pad(x, np.zeros((), x.dtype), [(0, 0, 0), (0, 0, 0)] + [(lo, hi, 0) for lo, hi in pads])
     if any(s != 1 for s in stride):
         x = lax.slice(x, [0] * x.ndim, x.shape, [1, 1, *stride])
