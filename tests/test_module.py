@@ -245,6 +245,20 @@ def test_load_state_dict_strict_reports_missing_and_unexpected():
     assert message.index("Missing") < message.index("Unexpected")
 
 
+def test_loaded_parameters_do_not_share_memory_with_the_source():
+    # tensor.numpy() shares torch's storage, and on CPU device_put may alias numpy memory: a torch
+    # optimizer step (in place) after loading must not change the loaded parameters.
+    tmodel = torch.nn.Linear(3, 2)
+    state = {k: v.detach().numpy() for k, v in tmodel.state_dict().items()}
+    variables, _ = nn.Linear(3, 2).load_state_dict(state)
+    before = np.array(variables.params["weight"])
+    with torch.no_grad():
+        tmodel.weight.add_(1.0)
+    state["bias"][:] = 7.0
+    np.testing.assert_array_equal(np.asarray(variables.params["weight"]), before)
+    assert not (np.asarray(variables.params["bias"]) == 7.0).any()
+
+
 def test_load_state_dict_non_strict_fills_from_into():
     model = Net()
     base = model.init(jax.random.key(0))

@@ -62,9 +62,12 @@ def derive_key(key: jax.Array, salt: int) -> jax.Array:
 def to_array(value: Any, dtype: Any = None) -> jax.Array:
     """``jnp.asarray(value, dtype)`` without a compile: jax 0.10's ``jnp.asarray`` of a numpy
     array compiles an identity program per shape (~5–10 ms each, seconds over a large model's
-    parameters); ``device_put`` of the host array does not. Tracers and JAX arrays pass through."""
+    parameters); ``device_put`` of the host array does not. Always from a fresh host copy: on CPU
+    ``device_put`` aliases aligned numpy memory (``may_alias=False`` did not stop it in jax 0.10),
+    and a state dict from ``tensor.numpy()`` shares torch's storage — an in-place torch update
+    would change the loaded parameters. Tracers and JAX arrays pass through."""
     if isinstance(value, (np.ndarray, np.generic, int, float)):
-        return jax.device_put(np.asarray(value, dtype))
+        return jax.device_put(np.array(value, dtype))  # np.array copies
     import jax.numpy as jnp
 
     return jnp.asarray(value, dtype)
