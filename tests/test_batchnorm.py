@@ -118,3 +118,33 @@ def test_errors_name_the_module_path():
     with pytest.raises(nn.ShapeError, match="more than 1 value per channel"):
         bn.apply(v, jnp.ones((1, 3)), train=True)
     assert bn.apply(v, jnp.ones((1, 3))).shape == (1, 3)  # eval with running stats: fine, as torch
+
+
+def test_train_mode_forward_mode_and_second_order_derivatives_match_plain_autodiff(monkeypatch, rng):
+    """Train-mode normalisation has a hand-written JVP (its transpose is the two-reduction
+    backward): jvp, vjp and a Hessian-vector product equal autodiff of the plain formula."""
+    from funcnet.nn.functional import normalization
+
+    model = nn.BatchNorm2d(3)
+    params, buffers = model.init(jax.random.key(0))
+    params = randomize(params, 0)
+    x = jnp.asarray(rng.standard_normal((4, 3, 5, 5)).astype(np.float32) * 2 + 1)
+    t = jnp.asarray(rng.standard_normal(x.shape).astype(np.float32))
+    c = jnp.asarray(rng.standard_normal(x.shape).astype(np.float32))
+
+    def loss(x):
+        out, _ = model.apply(params, x, buffers=buffers, train=True)
+        return jnp.sum(jnp.tanh(out) * c)
+
+    def derivatives():
+        _, tangent = jax.jvp(loss, (x,), (t,))
+        grad = jax.grad(loss)(x)
+        hvp = jax.jvp(jax.grad(loss), (x,), (t,))[1]
+        return tangent, grad, hvp
+
+    custom = derivatives()
+    monkeypatch.setattr(normalization, "_BN_CUSTOM_JVP", False)
+    plain = derivatives()
+    for ours, ref in zip(custom, plain, strict=True):
+        np.testing.assert_allclose(np.asarray(ours), np.asarray(ref), rtol=1e-4, atol=1e-5)
+    assert float(jnp.abs(custom[2]).max()) > 0  # the second-order term is exercised

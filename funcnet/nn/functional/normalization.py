@@ -14,6 +14,7 @@ return the updated statistics as new buffers from ``apply(..., train=True)``;
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -33,6 +34,30 @@ def _normalize_over(
     mean = jnp.mean(xs, axis=axes, keepdims=True)
     var = jnp.mean(jnp.square(xs - mean), axis=axes, keepdims=True)
     return (xs - mean) * jax.lax.rsqrt(var + eps), mean, var
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1, 2))
+def _batch_normalize(x: jax.Array, axes: tuple[int, ...], eps: float) -> jax.Array:
+    """``(x − mean)/√(var + eps)`` over ``axes`` (train-mode BatchNorm), with a hand-written JVP
+    that is linear in the tangent, so its transpose (the VJP) is the textbook two-reduction
+    backward ``rstd·(g − mean(g) − x̂·mean(g·x̂))`` where autodiff of the formula gave XLA a longer
+    chain to fuse (train steps: ResNet-50 0.89×, MobileNetV2 0.88×, ResNet-18 0.95× the time).
+    A JVP rather than a VJP keeps forward mode and higher orders (``jacfwd``, Hessians) working."""
+    return _normalize_over(x, axes, eps)[0]
+
+
+@_batch_normalize.defjvp
+def _batch_normalize_jvp(axes, eps, primals, tangents):
+    (x,), (t,) = primals, tangents
+    y, _mean, var = _normalize_over(x, axes, eps)
+    rstd = jax.lax.rsqrt(var + eps)
+    t = t.astype(y.dtype)
+    t_out = rstd * (t - jnp.mean(t, axis=axes, keepdims=True) - y * jnp.mean(t * y, axis=axes, keepdims=True))
+    return y, t_out
+
+
+# False: plain autodiff of the formula, for an in-process A/B (benchmarks/variant_ab.py) and the tests.
+_BN_CUSTOM_JVP = True
 
 
 def _affine(
@@ -136,7 +161,8 @@ def batch_norm(
             raise ValueError(
                 f"Expected more than 1 value per channel when training, got input size {tuple(input.shape)}"
             )
-        y, _, _ = _normalize_over(input, (0, *range(2, input.ndim)), eps)
+        axes = (0, *range(2, input.ndim))
+        y = _batch_normalize(input, axes, eps) if _BN_CUSTOM_JVP else _normalize_over(input, axes, eps)[0]
     else:
         if running_mean is None or running_var is None:
             raise ValueError(

@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from funcnet.nn import init
+from funcnet.nn.functional import normalization as _normalization
 from funcnet.nn.module import Module
 from funcnet.nn.parameter import Buffer, Parameter
 
@@ -100,7 +101,10 @@ class _BatchNorm(Module):
                 self._update_running_stats(mean, var, (x.size // self.num_features) * (replicas or 1))
         else:
             mean, var = self.running_mean.astype(stat_dtype), self.running_var.astype(stat_dtype)
-        y = (xs - mean.reshape(bshape)) * jax.lax.rsqrt(var.reshape(bshape) + self.eps)
+        if use_batch_stats and replicas is None and _normalization._BN_CUSTOM_JVP:
+            y = _normalization._batch_normalize(xs, reduce_axes, self.eps)
+        else:
+            y = (xs - mean.reshape(bshape)) * jax.lax.rsqrt(var.reshape(bshape) + self.eps)
         if self.affine:
             y = y * self.weight.astype(stat_dtype).reshape(bshape)
             if "bias" in self._parameters:
