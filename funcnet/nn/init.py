@@ -61,7 +61,7 @@ def uniform(low: float = 0.0, high: float = 1.0) -> Initializer:
     """
 
     def init(key: jax.Array, shape: tuple[int, ...], dtype: Any) -> jax.Array:
-        return _rng.to_array(_rng.sample("uniform", key, shape, low, high).astype(dtype))
+        return _rng.to_array(_rng.sample("uniform", key, shape, low, high), dtype)
 
     return init
 
@@ -70,7 +70,7 @@ def normal(mean: float = 0.0, std: float = 1.0) -> Initializer:
     """N(mean, std²) (``torch.nn.init.normal_``); drawn on the host like :func:`uniform`."""
 
     def init(key: jax.Array, shape: tuple[int, ...], dtype: Any) -> jax.Array:
-        return _rng.to_array(_rng.sample("normal", key, shape, mean, std).astype(dtype))
+        return _rng.to_array(_rng.sample("normal", key, shape, mean, std), dtype)
 
     return init
 
@@ -153,8 +153,7 @@ def trunc_normal(mean: float = 0.0, std: float = 1.0, a: float = -2.0, b: float 
         return np.clip(x, np.float32(a), np.float32(b))
 
     def init(key: jax.Array, shape: tuple[int, ...], dtype: Any) -> jax.Array:
-        return _rng.to_array(_rng.sample("uniform", key, shape, 2 * low - 1, 2 * high - 1, then=inverse_cdf)
-                            .astype(dtype))
+        return _rng.to_array(_rng.sample("uniform", key, shape, 2 * low - 1, 2 * high - 1, then=inverse_cdf), dtype)
 
     return init
 
@@ -176,7 +175,7 @@ def orthogonal(gain: float = 1.0) -> Initializer:
             return gain * (q.T if rows < cols else q)
 
         flat = _rng.sample("normal", key, (rows, cols), 0.0, 1.0, then=orthogonalize)
-        return _rng.to_array(flat.reshape(shape).astype(dtype))
+        return _rng.to_array(flat.reshape(shape), dtype)
 
     return init
 

@@ -141,11 +141,12 @@ class _WorkerBuffers:
         return bid, name, size, True, self.maps[bid]
 
 
-def _pack(specs_of: list[tuple[int, tuple[int, ...], str]], size: int, buffers: _WorkerBuffers,
+def _pack(specs: list[tuple[int, tuple[int, ...], str]], size: int, buffers: _WorkerBuffers,
           write: Callable[[mmap.mmap], None], layout: Any) -> tuple:
+    """``write`` the arrays into a buffer of at least ``size`` bytes; the payload the main process decodes."""
     bid, name, capacity, new, mm = buffers.take(max(size, 1))
     write(mm)
-    return ("shm", bid, name, capacity, new, buffers.dropped(), layout, specs_of)
+    return ("shm", bid, name, capacity, new, buffers.dropped(), layout, specs)
 
 
 def _offsets(items: list[tuple[tuple[int, ...], np.dtype]]) -> tuple[list, int]:
