@@ -25,7 +25,9 @@ ELEMENTWISE = [
     ("elu", {}),
     ("elu", {"alpha": 0.5}),
     ("gelu", {}),
-    ("gelu", {"approximate": "tanh"}),
+    # Its gradient at x ≈ -5 (tanh saturating) is rounding noise that matches torch's only as XLA's
+    # default LLVM level rounds it (fused multiply-adds): 2.3e-5 off without them.
+    pytest.param("gelu", {"approximate": "tanh"}, marks=pytest.mark.default_compile),
     ("silu", {}),
     ("mish", {}),
     ("sigmoid", {}),

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
-from torchvision_wheel import read_source
+from torchvision_wheel import converted_source
 
 from funcnet.port import PortSyntaxError, convert, convert_with_flags
 from funcnet.port.__main__ import main as port_main
@@ -503,7 +503,7 @@ TORCHVISION_FILES += ["torchvision/ops/misc.py", "torchvision/ops/stochastic_dep
 
 @pytest.fixture(scope="module")
 def converted_torchvision():
-    return {path: convert_with_flags(read_source(path), path) for path in TORCHVISION_FILES}
+    return {path: converted_source(path) for path in TORCHVISION_FILES}
 
 
 @pytest.mark.slow

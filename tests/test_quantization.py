@@ -328,6 +328,7 @@ def test_root_linear_and_repr(rng):
 
 
 @pytest.mark.slow
+@pytest.mark.default_compile  # int8 logits equal torch's to 1e-6: rounding boundaries move by an ulp
 def test_digits_accuracy_drop_at_most_one_point():
     from funcnet.datasets import Digits
 

@@ -10,6 +10,9 @@ torchvision is copied into this repository.
 - ``read_source("torchvision/models/resnet.py")``: one file's text (e.g. for ``funcnet.port``).
 - ``import_torchvision("torchvision.models.resnet")``: the real torchvision module, running on
   torch (the reference side of a parity test).
+- ``converted_source("torchvision/models/resnet.py")``: ``funcnet.port.convert_with_flags`` of one
+  file, cached on disk (LibCST takes ~8 s for the zoo's files, which the zoo and port tests, on
+  each pytest-xdist worker, would otherwise convert again).
 
 Offline, the tests that need it skip with the reason; under CI (``CI`` set) they fail instead,
 since CI must run them. The cache folder is ``$FUNCNET_TEST_CACHE`` or ``~/.cache/funcnet-tests``.
@@ -18,8 +21,10 @@ since CI must run them. The cache folder is ``$FUNCNET_TEST_CACHE`` or ``~/.cach
 from __future__ import annotations
 
 import glob
+import hashlib
 import importlib
 import os
+import pickle
 import shutil
 import subprocess
 import sys
@@ -105,3 +110,40 @@ def import_torchvision(module: str = "torchvision"):
     if root not in sys.path:
         sys.path.append(root)
     return importlib.import_module(module)
+
+
+def _converter_fingerprint() -> bytes:
+    """funcnet.port's own source and LibCST's version: a change to either converts anew."""
+    from importlib.metadata import version
+
+    import funcnet.port
+
+    digest = hashlib.sha256(version("libcst").encode())
+    folder = os.path.dirname(funcnet.port.__file__)
+    for name in sorted(glob.glob(os.path.join(folder, "*.py"))):
+        with open(name, "rb") as f:
+            digest.update(name.encode() + f.read())
+    return digest.digest()
+
+
+def converted_source(relpath: str):
+    """``funcnet.port.convert_with_flags(read_source(relpath), relpath)``: ``(code, flags)``, from a
+    disk cache keyed by the file's text and the converter's fingerprint (written atomically, so
+    concurrent workers at worst convert a file twice)."""
+    from funcnet.port import convert_with_flags
+
+    source = read_source(relpath)
+    key = hashlib.sha256(_converter_fingerprint() + source.encode()).hexdigest()
+    path = os.path.join(CACHE, "converted", f"{key}.pkl")
+    try:
+        with open(path, "rb") as f:
+            return pickle.load(f)
+    except (OSError, EOFError, pickle.UnpicklingError):
+        pass
+    result = convert_with_flags(source, relpath)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".write-")
+    with os.fdopen(fd, "wb") as f:
+        pickle.dump(result, f)
+    os.replace(tmp, path)
+    return result
