@@ -15,8 +15,9 @@ Lowerings (``conv_lowering`` says which one a shape gets; ``funcnet.backends`` f
   between explicit transposes; its autodiff weight gradient is a plain matmul too.
 - ``"depthwise"`` (``groups == C_in``, one input channel per group): a sum of shifted,
   per-channel-scaled copies of the input, which XLA fuses into one elementwise loop; its
-  custom VJP is the same kind of loop (dX: the flipped kernel over the stride-dilated dY),
-  0.23–0.44× the time of autodiff through the slices for 3×3 kernels.
+  custom VJP is the same kind of loop (dX: the flipped kernel over the stride-dilated dY) and,
+  for dW, one variadic reduction with an accumulator per kernel element (one pass over dY;
+  2.5–4.5× faster than one sum per element).
 - ``"col2im"`` (transposed): one matmul, then each kernel offset's column placed by an
   interior-padded ``lax.pad`` and summed: no multiplications by inserted zeros.
 
@@ -219,7 +220,7 @@ def _depthwise_conv(x: jax.Array, weight: jax.Array, pads: Any, stride: tuple[in
     shifted, per-channel-scaled copies of the input: elementwise multiply-adds that XLA fuses
     into one loop, where a grouped convolution would be C_in tiny ones. The backward is the
     same kind of loop (custom VJP): dX is the depthwise correlation of the stride-dilated dY
-    with the flipped kernel, dW one reduction per kernel element."""
+    with the flipped kernel, dW one variadic reduction (``_depthwise_weight_grad``)."""
     return _depthwise_sum(x, weight, pads, stride, dilation)
 
 
@@ -252,13 +253,57 @@ def _depthwise_bwd(pads, stride, dilation, residuals, g):
     # dW[c·m + j, 0, k] = Σ_{n, out} window_k(x)[n, c] · dY[n, c·m + j]
     xp = lax.pad(x, np.zeros((), x.dtype), [(0, 0, 0), (0, 0, 0)] + [(lo, hi, 0) for lo, hi in pads])
     g5 = g.reshape((batch, channels, multiplier, *out))
-    axes = (0, *range(3, n + 3))
-    dw = jnp.stack([jnp.sum(win[:, :, None] * g5, axis=axes)
-                    for win in _shifted_windows(xp, kernel, stride, dilation, out)], axis=-1)
+    accumulate = jnp.promote_types(g.dtype, jnp.float32)  # bf16/f16 products summed in float32, as torch
+    dw = _depthwise_weight_grad(xp.astype(accumulate), g5.astype(accumulate), kernel, tuple(stride), tuple(dilation))
     return dx.astype(x.dtype), dw.reshape(weight.shape).astype(weight.dtype)
 
 
 _depthwise_conv.defvjp(_depthwise_fwd, _depthwise_bwd)
+
+
+def _weight_grad_products(xp: jax.Array, g5: jax.Array, kernel: Sequence[int], stride: Sequence[int],
+                          dilation: Sequence[int]) -> list[jax.Array]:
+    """``window_k(xp)[:, :, None] · g5`` for each kernel offset ``k``: xp ``[N, C, *S_padded]``,
+    g5 ``[N, C, m, *out]`` → K arrays ``[N, C, m, *out]``."""
+    return [win[:, :, None] * g5 for win in _shifted_windows(xp, kernel, stride, dilation, g5.shape[3:])]
+
+
+def _depthwise_weight_grad_by_sums(xp: jax.Array, g5: jax.Array, kernel: Sequence[int], stride: Sequence[int],
+                                   dilation: Sequence[int]) -> jax.Array:
+    """The depthwise weight gradient ``[C, m, K]`` as K separate sums (differentiable reference)."""
+    axes = (0, *range(3, g5.ndim))
+    return jnp.stack([jnp.sum(p, axis=axes) for p in _weight_grad_products(xp, g5, kernel, stride, dilation)], -1)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _depthwise_weight_grad(xp: jax.Array, g5: jax.Array, kernel: tuple[int, ...], stride: tuple[int, ...],
+                           dilation: tuple[int, ...]) -> jax.Array:
+    """The depthwise weight gradient ``[C, m, K]``: ``Σ_{n, out} window_k(xp)[n, c] · g5[n, c, j]`` for
+    every kernel offset ``k``, as ONE variadic reduction with K accumulators. XLA:CPU fuses the
+    slices and products into it: one pass over dY. As K separate sums (``_by_sums``) each pass
+    re-read dY and a window of x, and XLA:CPU's reduction library materialised every window:
+    2.5-4.5x slower (3x3 depthwise at batch 16 of MobileNetV2/EfficientNet's shapes).
+
+    Its own VJP is the reference's autodiff (pads, slices, products), so second derivatives
+    through a depthwise convolution keep working (``lax.reduce`` with a custom reducer has no
+    differentiation rule)."""
+    products = _weight_grad_products(xp, g5, kernel, stride, dilation)
+    zeros = tuple(np.zeros((), p.dtype) for p in products)
+    axes = (0, *range(3, g5.ndim))
+    sums = lax.reduce(tuple(products), zeros, lambda a, b: tuple(u + v for u, v in zip(a, b, strict=True)), axes)
+    return jnp.stack(sums, -1)
+
+
+def _depthwise_weight_grad_fwd(xp, g5, kernel, stride, dilation):
+    return _depthwise_weight_grad(xp, g5, kernel, stride, dilation), (xp, g5)
+
+
+def _depthwise_weight_grad_bwd(kernel, stride, dilation, residuals, ct):
+    _, vjp = jax.vjp(lambda a, b: _depthwise_weight_grad_by_sums(a, b, kernel, stride, dilation), *residuals)
+    return vjp(ct)
+
+
+_depthwise_weight_grad.defvjp(_depthwise_weight_grad_fwd, _depthwise_weight_grad_bwd)
 
 
 def _col2im_conv_transpose(n: int, x: jax.Array, weight: jax.Array, padding: tuple[int, ...],
