@@ -254,7 +254,8 @@ def _depthwise_bwd(pads, stride, dilation, residuals, g):
     xp = lax.pad(x, np.zeros((), x.dtype), [(0, 0, 0), (0, 0, 0)] + [(lo, hi, 0) for lo, hi in pads])
     g5 = g.reshape((batch, channels, multiplier, *out))
     accumulate = jnp.promote_types(g.dtype, jnp.float32)  # bf16/f16 products summed in float32, as torch
-    dw = _depthwise_weight_grad(xp.astype(accumulate), g5.astype(accumulate), kernel, tuple(stride), tuple(dilation))
+    weight_grad = _depthwise_weight_grad if _DEPTHWISE_ONE_REDUCTION else _depthwise_weight_grad_by_sums
+    dw = weight_grad(xp.astype(accumulate), g5.astype(accumulate), kernel, tuple(stride), tuple(dilation))
     return dx.astype(x.dtype), dw.reshape(weight.shape).astype(weight.dtype)
 
 
@@ -337,6 +338,10 @@ def _col2im_conv_transpose(n: int, x: jax.Array, weight: jax.Array, padding: tup
         y = placed if y is None else y + placed
     return y
 
+
+# False: the depthwise weight gradient is K separate sums instead of one variadic reduction, for an
+# in-process A/B (benchmarks/variant_ab.py); read when a convolution is differentiated.
+_DEPTHWISE_ONE_REDUCTION = True
 
 # False: 1x1 convolutions take the NC* "patches" lowering instead, for an in-process A/B of the two
 # (benchmarks/variant_ab.py); read when a convolution is traced.
