@@ -7,10 +7,11 @@ hyper-parameters) at batch 16, 3×64×64 by default. Each shape is timed as one 
 forward + backward: torch ``autograd.grad(y, (x, w), g)``; funcnet ``jax.jit`` of the VJP of
 ``F.conv2d`` for the same cotangent (dX is skipped on both sides for the image-input stem,
 as in a train step). Systems are interleaved per round (first system rotating); the ratio is
-the median over rounds of funcnet's time / torch's in the same round.
+the median over rounds of funcnet's time / torch's in the same round, with its quartiles.
 
     python benchmarks/conv_layers.py [--batch 16] [--size 64] [--rounds 9] [--impls auto xla]
         [--models resnet18 resnet50 mobilenet_v2 efficientnet_b0] [--threads N] [--no-torch]
+        [--match '32→16 | 1/1/0/1 | 32×32'] [--limit N]
 
 ``--impls``: funcnet lowerings to time (``funcnet.backends`` settings: auto, xla, matmul).
 ``--threads N``: torch and XLA:CPU both limited to N threads (on a shared, oversubscribed
@@ -119,8 +120,8 @@ def conv_runs(shape: tuple, batch: int, impls: list[str], with_torch: bool = Tru
     return runs
 
 
-def time_runs(runs: dict, rounds: int, base: str = "torch") -> tuple[dict[str, float], dict[str, float]]:
-    """Median ms per system and median per-round ratio to ``base`` (after one warm-up round)."""
+def time_runs(runs: dict, rounds: int, base: str = "torch") -> tuple[dict[str, float], dict[str, list[float]]]:
+    """Median ms per system and the per-round ratios to ``base`` (after one warm-up round)."""
     for run in runs.values():
         run()
     # A few repetitions per sample keep sub-millisecond layers above timer noise.
@@ -130,9 +131,24 @@ def time_runs(runs: dict, rounds: int, base: str = "torch") -> tuple[dict[str, f
     samples = interleaved({k: (lambda r=r: [r() for _ in range(reps)]) for k, r in runs.items()}, rounds,
                           scale=1e3 / reps)
     ms = {k: statistics.median(v) for k, v in samples.items()}
-    ratios = {k: statistics.median(a / b for a, b in zip(v, samples[base], strict=True))
-              for k, v in samples.items()}
+    ratios = {k: [a / b for a, b in zip(v, samples[base], strict=True)] for k, v in samples.items()}
     return ms, ratios
+
+
+def spread(ratios: list[float]) -> str:
+    """``median (q1–q3)`` of per-round ratios: on a shared host one layer's ratio moves by ±20% between
+    runs, so a single median says little about a 1.5x threshold."""
+    if len(ratios) < 4:
+        return f"{statistics.median(ratios):.2f}"
+    q1, q2, q3 = statistics.quantiles(ratios, n=4)
+    return f"{q2:.2f} ({q1:.2f}–{q3:.2f})"
+
+
+def _row_key(shape: tuple) -> str:
+    """A shape's first three table cells: ``C_in→C_out | k/s/p/g | map`` (``dw``: depthwise)."""
+    c_in, h, w, c_out, k, stride, padding, _dilation, groups, _ = shape
+    g = "dw" if groups == c_in and groups > 1 else str(groups)
+    return f"{c_in}→{c_out} | {k}/{stride}/{padding}/{g} | {h}×{w}"
 
 
 def main() -> None:
@@ -143,17 +159,22 @@ def main() -> None:
     parser.add_argument("--impls", nargs="+", default=["auto"], choices=backends.CONV_IMPLS)
     parser.add_argument("--models", nargs="+", default=list(TORCHVISION_BUILDERS), choices=list(TORCHVISION_BUILDERS))
     parser.add_argument("--limit", type=int, default=0, help="time only the first N shapes (0: all)")
+    parser.add_argument("--match", default=None,
+                        help="time only shapes whose 'C_in→C_out | k/s/p/g | map' text contains this, "
+                             "e.g. '32→16 | 1/1/0/1 | 32×32'")
     parser.add_argument("--threads", type=int, default=None, help="torch and XLA:CPU threads (default: theirs)")
     parser.add_argument("--no-torch", action="store_true", help="funcnet's lowerings only, vs the first --impls")
     args = parser.parse_args()
     torch.manual_seed(0)
     shapes = conv_shapes(args.models, args.batch, args.size)
     items = sorted(shapes.items(), key=lambda kv: (-kv[0][1], kv[0][0], kv[0][3]))
+    if args.match:
+        items = [(shape, models) for shape, models in items if args.match in _row_key(shape)]
     if args.limit:
         items = items[:args.limit]
     print(f"# conv2d forward+backward, batch {args.batch}, input 3x{args.size}x{args.size}; "
           f"jax {jax.__version__} ({jax.default_backend()}), torch {torch.__version__}, "
-          f"{args.rounds} interleaved rounds; ratio = median per-round funcnet/torch\n", flush=True)
+          f"{args.rounds} interleaved rounds; ratio = median (quartiles) of per-round funcnet/torch\n", flush=True)
     cols = [f"funcnet[{i}]" for i in args.impls]
     base = cols[0] if args.no_torch else "torch"
     if args.no_torch:
@@ -168,11 +189,11 @@ def main() -> None:
         lowering = F.conv_lowering((args.batch, c_in, h, w), (c_out, c_in // groups, k, k), stride, padding,
                                    dilation, groups)
         ms, ratios = time_runs(conv_runs(shape, args.batch, args.impls, not args.no_torch), args.rounds, base)
-        cells = " | ".join(f"{ms[c]:.2f} | {ratios[c]:.2f}" for c in cols)
+        cells = " | ".join(f"{ms[c]:.2f} | {spread(ratios[c])}" for c in cols)
         for c in cols:
-            worst[c] = max(worst[c], ratios[c])
-        g = "dw" if groups == c_in and groups > 1 else str(groups)
-        print(f"| {c_in}→{c_out} | {k}/{stride}/{padding}/{g} | {h}×{w} | {','.join(models)} | {lowering} | "
+            worst[c] = max(worst[c], statistics.median(ratios[c]))
+        c_in_out, ksp, size = _row_key(shape).split(" | ")
+        print(f"| {c_in_out} | {ksp} | {size} | {','.join(models)} | {lowering} | "
               f"{ms[base]:.2f} | {cells} |", flush=True)
     print("\nworst ratio: " + ", ".join(f"{c} {v:.2f}" for c, v in worst.items()), flush=True)
 
