@@ -20,6 +20,7 @@ since CI must run them. The cache folder is ``$FUNCNET_TEST_CACHE`` or ``~/.cach
 
 from __future__ import annotations
 
+import functools
 import glob
 import hashlib
 import importlib
@@ -112,8 +113,10 @@ def import_torchvision(module: str = "torchvision"):
     return importlib.import_module(module)
 
 
+@functools.cache
 def _converter_fingerprint() -> bytes:
-    """funcnet.port's own source and LibCST's version: a change to either converts anew."""
+    """funcnet.port's own source (file names and contents) and LibCST's version: a change to either
+    converts anew. Read once per process: the converter does not change while the tests run."""
     from importlib.metadata import version
 
     import funcnet.port
@@ -122,7 +125,7 @@ def _converter_fingerprint() -> bytes:
     folder = os.path.dirname(funcnet.port.__file__)
     for name in sorted(glob.glob(os.path.join(folder, "*.py"))):
         with open(name, "rb") as f:
-            digest.update(name.encode() + f.read())
+            digest.update(os.path.basename(name).encode() + f.read())
     return digest.digest()
 
 
