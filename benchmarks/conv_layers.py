@@ -5,9 +5,10 @@ The shapes are collected from torchvision's own models (run on torch through
 ``tests/torchvision_wheel.py``; forward hooks record every ``Conv2d``'s input and
 hyper-parameters) at batch 16, 3×64×64 by default. Each shape is timed as one layer's
 forward + backward: torch ``autograd.grad(y, (x, w), g)``; funcnet ``jax.jit`` of the VJP of
-``F.conv2d`` for the same cotangent (dX is skipped on both sides for the image-input stem,
-as in a train step). Systems are interleaved per round (first system rotating); the ratio is
-the median over rounds of funcnet's time / torch's in the same round, with its quartiles.
+``F.conv2d`` for the same cotangent, compiled with ``funcnet.backends.compiler_options()`` as
+funcnet's train steps are (``FUNCNET_XLA_OPTIONS=off``: XLA's defaults). dX is skipped on both
+sides for the image-input stem, as in a train step. Systems are interleaved per round (first
+system rotating); the ratio is the median over rounds of funcnet's time / torch's in the same round, with its quartiles.
 
     python benchmarks/conv_layers.py [--batch 16] [--size 64] [--rounds 9] [--impls auto xla]
         [--models resnet18 resnet50 mobilenet_v2 efficientnet_b0] [--threads N] [--no-torch]
@@ -110,10 +111,11 @@ def conv_runs(shape: tuple, batch: int, impls: list[str], with_torch: bool = Tru
             def f(x, w):
                 return F.conv2d(x, w, None, stride, padding, dilation, groups)
 
+            options = backends.compiler_options()
             if need_dx:
-                fn = jax.jit(lambda x, w, g: jax.vjp(f, x, w)[1](g))
+                fn = jax.jit(lambda x, w, g: jax.vjp(f, x, w)[1](g), compiler_options=options)
             else:
-                fn = jax.jit(lambda x, w, g: jax.vjp(lambda w: f(x, w), w)[1](g))
+                fn = jax.jit(lambda x, w, g: jax.vjp(lambda w: f(x, w), w)[1](g), compiler_options=options)
             jax.block_until_ready(fn(jx, jw, jg))  # compile under the setting
 
         runs[f"funcnet[{impl}]"] = lambda fn=fn: jax.block_until_ready(fn(jx, jw, jg))

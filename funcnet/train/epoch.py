@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from funcnet import backends
 from funcnet.train import metrics as M
 from funcnet.train.state import TrainState
 from funcnet.train.step import LossFn, train_step_fn
@@ -59,4 +60,4 @@ def make_epoch_fn(
             running = M.merge(running, batch_metrics)
         return state, running
 
-    return jax.jit(run_epoch, donate_argnums=(0,) if donate else ())
+    return jax.jit(run_epoch, donate_argnums=(0,) if donate else (), compiler_options=backends.compiler_options())
