@@ -18,6 +18,7 @@ import funcnet.nn as nn
 import funcnet.nn.functional as F
 from funcnet import backends
 from funcnet.train import TrainState, make_train_step
+from funcnet.train import step as step_module
 
 pytestmark = pytest.mark.skipif(jax.default_backend() != "cpu", reason="XLA:CPU options")
 
@@ -140,7 +141,11 @@ class SmallNet(nn.Module):
         return self.fc(h.reshape(h.shape[0], -1))
 
 
-def test_cpu_train_step_donates_all_but_the_parameters_and_agrees_with_no_donation():
+@pytest.mark.parametrize("keep_params_from", [0, 2**40])
+def test_cpu_train_step_donates_all_but_sizeable_parameters_and_agrees_with_no_donation(monkeypatch,
+                                                                                        keep_params_from):
+    monkeypatch.setattr(step_module, "_KEEP_PARAMS_FROM_BYTES", keep_params_from)
+    keep = keep_params_from == 0  # this model's parameters are "sizeable" only at threshold 0
     model, opt = SmallNet(), optax.sgd(0.1, momentum=0.9)
     rng = np.random.default_rng(0)
     batch = (jnp.asarray(rng.standard_normal((8, 3, 8, 8)), jnp.float32), jnp.asarray(rng.integers(0, 5, 8)))
@@ -152,11 +157,15 @@ def test_cpu_train_step_donates_all_but_the_parameters_and_agrees_with_no_donati
         old = a
         a, _ = donating(a, batch)
         b, _ = keeping(b, batch)
-        # the parameters stay readable (XLA:CPU would copy them anyway), the rest is consumed
-        assert not any(leaf.is_deleted() for leaf in jax.tree.leaves(old.params))
         assert all(leaf.is_deleted() for leaf in jax.tree.leaves((old.opt_state, old.buffers, old.step)))
+        assert all(leaf.is_deleted() != keep for leaf in jax.tree.leaves(old.params))
     for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
         if jnp.issubdtype(u.dtype, jax.dtypes.prng_key):
             u, v = jax.random.key_data(u), jax.random.key_data(v)
         np.testing.assert_allclose(np.asarray(u), np.asarray(v), rtol=1e-6, atol=1e-7)
     assert donating._step._cache_size() == 1
+
+
+def test_a_resnet_sized_cpu_step_keeps_its_parameters():
+    assert step_module._KEEP_PARAMS_FROM_BYTES <= 4 * 11_689_512  # ResNet-18's float32 parameters
+    assert step_module._KEEP_PARAMS_FROM_BYTES > 4 * 109_386  # the seed MLP's: donated whole

@@ -5,8 +5,8 @@ The torch loop ::
     optimizer.zero_grad(); loss = criterion(model(x), y); loss.backward(); optimizer.step()
 
 becomes one jitted call ``state, metrics = train_step(state, (x, y))``. The state
-is donated, so the optimizer state (and, except on CPU, the parameters) is updated in place on
-the device.
+is donated, so the optimizer state (and, except for sizeable models on CPU, the parameters) is
+updated in place on the device.
 """
 
 from __future__ import annotations
@@ -155,33 +155,55 @@ def eval_step_fn(model: Any, loss_fn: LossFn, topk: tuple[int, ...] = (), comput
     return step
 
 
-def _jit_state_fn(fn: Callable, donate: bool) -> Callable:
-    """``jax.jit`` of ``fn(state, *args)`` with :func:`funcnet.backends.compiler_options`, the state donated.
+# CPU steps whose parameters take at least this many bytes keep them out of the donation.
+_KEEP_PARAMS_FROM_BYTES = 2**20
 
-    On CPU the parameters are not donated (the rest of the state is, so reusing a consumed state
-    still raises): XLA:CPU copies every donated parameter before the step — 55 full copies in
-    ResNet-18's, which made donating them 8-13% slower for ResNet-18/50 than fresh output buffers.
-    """
+
+def _jit_state_fn(fn: Callable, donate: bool) -> Callable:
+    """``jax.jit`` of ``fn(state, *args)`` with :func:`funcnet.backends.compiler_options`, the state donated
+    (on CPU, all but sizeable parameters: :class:`_ParamsApart`)."""
     options = backends.compiler_options()
     if not donate:
         return jax.jit(fn, compiler_options=options)
     if jax.default_backend() != "cpu":
         return jax.jit(fn, donate_argnums=(0,), compiler_options=options)
+    return _ParamsApart(fn, options)
 
-    def with_params_apart(params, rest, *args):
-        return fn(rest.replace(params=params), *args)
 
-    compiled = jax.jit(with_params_apart, donate_argnums=(1,), compiler_options=options)
+class _ParamsApart:
+    """A CPU step that donates the state but not its parameters, once they reach
+    ``_KEEP_PARAMS_FROM_BYTES`` (decided at the first call; reusing a consumed state still raises,
+    its optimizer state, buffers, key and step are donated).
 
-    def apart(state, *args):
-        return state.params, state.replace(params=None), *args
+    XLA:CPU copies every donated parameter before the step: 55 full copies in ResNet-18's, which
+    made donating them 8-13% slower for ResNet-18/50 than fresh output buffers. Below the size
+    the extra argument costs more than the copies (the seed MLP: +2% per step at batch 64).
+    """
 
-    def call(state, *args):
-        return compiled(*apart(state, *args))
+    def __init__(self, fn: Callable, options: dict[str, Any] | None):
+        self._whole = jax.jit(fn, donate_argnums=(0,), compiler_options=options)
+        self._apart = jax.jit(lambda params, rest, *args: fn(rest.replace(params=params), *args),
+                              donate_argnums=(1,), compiler_options=options)
+        self._keep_params: bool | None = None
 
-    call.lower = lambda state, *args: compiled.lower(*apart(state, *args))  # as a jitted function has
-    call._cache_size = compiled._cache_size
-    return call
+    def _route(self, state: TrainState, args: tuple) -> tuple[Any, tuple]:
+        if self._keep_params is None:
+            size = sum(getattr(leaf, "nbytes", 0) for leaf in jax.tree.leaves(state.params))
+            self._keep_params = size >= _KEEP_PARAMS_FROM_BYTES
+        if self._keep_params:
+            return self._apart, (state.params, state.replace(params=None), *args)
+        return self._whole, (state, *args)
+
+    def __call__(self, state: TrainState, *args: Any) -> Any:
+        compiled, call_args = self._route(state, args)
+        return compiled(*call_args)
+
+    def lower(self, state: TrainState, *args: Any) -> Any:
+        compiled, call_args = self._route(state, args)
+        return compiled.lower(*call_args)
+
+    def _cache_size(self) -> int:
+        return self._whole._cache_size() + self._apart._cache_size()
 
 
 class TrainStep:
@@ -271,8 +293,8 @@ def make_train_step(
         topk: extra top-k accuracies to count (e.g. ``(5,)``).
         compute_dtype: a mixed-precision policy, e.g. ``jnp.bfloat16`` (parameters stay float32).
         donate: donate the input state's buffers (do not reuse the state you passed in: it raises
-            a ``RuntimeError`` saying the state was consumed). On CPU the parameters themselves
-            are not donated (XLA:CPU would copy each one; see ``_jit_state_fn``).
+            a ``RuntimeError`` saying the state was consumed). On CPU, parameters of 1 MiB or
+            more are not donated themselves (XLA:CPU would copy each one; see ``_ParamsApart``).
         trainable: train only these parameters (torch: ``requires_grad_(False)`` on the rest).
             A predicate on the dotted torch name, a name, or a list of names / module prefixes
             (``"head"`` selects ``head.*``). Gradients are computed for this part only, and
