@@ -285,3 +285,14 @@ def test_jit_and_vmap_over_unbatched_inputs(module, torch_module):
     expected = torch_module(torch.tensor(x))
     assert_close(jax.jit(lambda x: module.apply({}, x))(jnp.asarray(x)), expected)
     assert_close(jax.jit(jax.vmap(lambda xi: module.apply({}, xi)))(jnp.asarray(x)), expected)
+
+
+@pytest.mark.parametrize("kernel,stride,padding", [(3, 2, 1), (2, 2, 0), (3, 1, 1)])
+def test_max_pool2d_nan_takes_the_window_and_its_gradient(kernel, stride, padding):
+    # A NaN is maximal in torch's scan (``val > maxval || isnan(val)``): the window's output is
+    # NaN and its whole gradient goes to the NaN. One NaN per window neighbourhood, so that the
+    # rule for several NaNs in one window (torch: the last) does not matter here.
+    x = np.random.default_rng(3).standard_normal((2, 3, 12, 12)).astype(np.float32)
+    x[0, 0, 1, 1] = x[0, 2, 6, 7] = x[1, 1, 10, 4] = np.nan
+    check_parity(lambda x: F.max_pool2d(x, kernel, stride, padding),
+                 lambda x: TF.max_pool2d(x, kernel, stride, padding), x)

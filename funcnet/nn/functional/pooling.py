@@ -143,11 +143,11 @@ def _slice_max_bwd(k, s, pads, out, residuals, g):
     scan; a NaN counts as maximal), scattered back by the transpose of the slicing."""
     x, y = residuals
     windows, scatter = jax.vjp(lambda x: _padded_windows(x, k, s, pads, out), x)
-    # The window offset that takes the gradient, as one reduction: XLA materialises it, where an
-    # elementwise formula (a running "taken" mask) was fused into, and recomputed for, each of the
-    # ∏k terms of the scatter below (81 comparisons per input element for a 3×3 window).
-    matches = jnp.stack([(w == y) | (w != w) for w in windows])
-    winner = jnp.argmax(matches, axis=0)  # the first True: torch's first maximum (NaN: maximal)
+    # The window offset that takes the gradient, as one argmax reduction (first maximum; a NaN is
+    # maximal, as in jnp.argmax): XLA materialises it, where an elementwise formula (a running
+    # "taken" mask) was fused into, and recomputed for, each of the ∏k terms of the scatter below
+    # (81 comparisons per input element for a 3×3 window).
+    winner = jnp.argmax(jnp.stack(windows), axis=0)
     zero = jnp.zeros((), g.dtype)
     return scatter([jnp.where(winner == offset, g, zero) for offset in range(len(windows))])
 
