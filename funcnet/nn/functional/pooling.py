@@ -134,14 +134,13 @@ def _slice_max(x: jax.Array, k: tuple[int, ...], s: tuple[int, ...], pads, out: 
 
 
 def _slice_max_fwd(x, k, s, pads, out):
-    y = _slice_max(x, k, s, pads, out)
-    return y, (x, y)
+    return _slice_max(x, k, s, pads, out), x
 
 
 def _slice_max_bwd(k, s, pads, out, residuals, g):
     """The whole gradient to the first maximal element of each window (torch's ``val > maxval``
     scan; a NaN counts as maximal), scattered back by the transpose of the slicing."""
-    x, y = residuals
+    x = residuals
     windows, scatter = jax.vjp(lambda x: _padded_windows(x, k, s, pads, out), x)
     # The window offset that takes the gradient, as one argmax reduction (first maximum; a NaN is
     # maximal, as in jnp.argmax): XLA materialises it, where an elementwise formula (a running
