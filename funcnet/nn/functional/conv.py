@@ -45,6 +45,12 @@ patches: whole ResNet-50 / MobileNetV2 / ResNet-18 train steps 0.80–0.95 / 0.9
 time with the NC* patches, ``benchmarks/variant_ab.py``); grouped → patches; other kernels → patches
 when the output has fewer than 16 positions per image, else XLA.
 
+The table was measured with XLA's default CPU kernels, YNNPACK's single-threaded convolutions.
+funcnet's compiled steps now compile with ``funcnet.backends.compiler_options()``, which moves XLA's
+convolutions to Eigen's multi-threaded ones (1.1–1.6× faster per layer); re-timed that way, XLA's
+convolution beat the pointwise lowering on some isolated 1×1 shapes, but not in whole train steps
+(ResNet-50, MobileNetV2: ``benchmarks/RESULTS.md``), so the rule stands.
+
 Differences from torch: mixed input/weight dtypes are promoted (torch raises); the
 precision is JAX's default for float32 convolutions and matmuls (exact on CPU; on GPUs XLA
 may use TF32, as torch's cuDNN does by default — set ``jax_default_matmul_precision`` to
