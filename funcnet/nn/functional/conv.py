@@ -47,9 +47,10 @@ when the output has fewer than 16 positions per image, else XLA.
 
 The table was measured with XLA's default CPU kernels, YNNPACK's single-threaded convolutions.
 funcnet's compiled steps now compile with ``funcnet.backends.compiler_options()``, which moves XLA's
-convolutions to Eigen's multi-threaded ones (1.1–1.6× faster per layer); re-timed that way, XLA's
-convolution beat the pointwise lowering on some isolated 1×1 shapes, but not in whole train steps
-(ResNet-50, MobileNetV2: ``benchmarks/RESULTS.md``), so the rule stands.
+convolutions to Eigen's multi-threaded ones (1.2–2.5× faster per layer). XLA's convolution for the
+1×1 shapes instead of the pointwise lowering, whole train steps re-timed that way: ResNet-50 1.15×
+the time, MobileNetV2 0.95× (``benchmarks/variant_ab.py --switch conv._POINTWISE_LOWERING``), so
+the rule stands.
 
 Differences from torch: mixed input/weight dtypes are promoted (torch raises); the
 precision is JAX's default for float32 convolutions and matmuls (exact on CPU; on GPUs XLA
