@@ -49,7 +49,8 @@ The table was measured with XLA's default CPU kernels, YNNPACK's single-threaded
 funcnet's compiled steps now compile with ``funcnet.backends.compiler_options()``, which moves XLA's
 convolutions to Eigen's multi-threaded ones (1.2–2.5× faster per layer). XLA's convolution for the
 1×1 shapes instead of the pointwise lowering, whole train steps re-timed that way: ResNet-50 1.15×
-the time, MobileNetV2 0.95× (``benchmarks/variant_ab.py --switch conv._POINTWISE_LOWERING``), so
+the time, MobileNetV2 0.95× and 1.03× in two runs (``benchmarks/variant_ab.py --switch
+``conv._POINTWISE_LOWERING``), so
 the rule stands.
 
 Differences from torch: mixed input/weight dtypes are promoted (torch raises); the
