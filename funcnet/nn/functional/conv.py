@@ -50,8 +50,7 @@ funcnet's compiled steps now compile with ``funcnet.backends.compiler_options()`
 convolutions to Eigen's multi-threaded ones (1.2–2.5× faster per layer). XLA's convolution for the
 1×1 shapes instead of the pointwise lowering, whole train steps re-timed that way: ResNet-50 1.15×
 the time, MobileNetV2 0.95× and 1.03× in two runs (``benchmarks/variant_ab.py --switch
-``conv._POINTWISE_LOWERING``), so
-the rule stands.
+conv._POINTWISE_LOWERING``), so the rule stands.
 
 Differences from torch: mixed input/weight dtypes are promoted (torch raises); the
 precision is JAX's default for float32 convolutions and matmuls (exact on CPU; on GPUs XLA
