@@ -74,7 +74,7 @@ XLA_OPTIONS_ENV_VAR = "FUNCNET_XLA_OPTIONS"
 
 # XLA:CPU's default YNNPACK library fusions are {individual dot, reduce, individual convolution};
 # this keeps the first two. YNNPACK runs a convolution on one thread (same time with one or two
-# XLA threads), Eigen's on the intra-op pool: per layer 1.2-1.9x faster on two cores, ResNet-18/50
+# XLA threads), Eigen's on the intra-op pool: per layer 1.2-2.5x faster on two cores, ResNet-18/50
 # train steps 4-8% (benchmarks/RESULTS.md). A jaxlib that drops the option gets none (see below).
 _CPU_OPTIONS = {
     "xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE",
