@@ -155,3 +155,18 @@ def test_modules_compose_in_sequential(rng):
     theirs = tnn.Sequential(tnn.Linear(4, 5), tnn.GELU(), tnn.Linear(5, 3), tnn.LogSoftmax(dim=1))
     assert repr(ours) == repr(theirs)
     check_module(ours, theirs, x)
+
+
+def test_gelu_second_derivative_and_forward_mode_match_torch():
+    # F.gelu's erf form has a hand-written JVP; its derivative must still be differentiable
+    # (Hessians, jacfwd) and agree with torch's double backward.
+    x = np.random.default_rng(7).standard_normal(200).astype(np.float32) * 3
+    tx = torch.tensor(x, requires_grad=True)
+    (g,) = torch.autograd.grad(TF.gelu(tx).sum(), tx, create_graph=True)
+    (gg,) = torch.autograd.grad(g.sum(), tx)
+    grad = jax.grad(lambda x: F.gelu(x).sum())
+    np.testing.assert_allclose(np.asarray(jax.jit(grad)(x)), g.detach().numpy(), rtol=1e-5, atol=1e-6)
+    second = jax.jit(jax.grad(lambda x: grad(x).sum()))(x)
+    np.testing.assert_allclose(np.asarray(second), gg.numpy(), rtol=1e-5, atol=1e-6)
+    forward = jax.jit(lambda x: jax.jvp(F.gelu, (x,), (jnp.ones_like(x),))[1])(x)
+    np.testing.assert_allclose(np.asarray(forward), g.detach().numpy(), rtol=1e-5, atol=1e-6)
