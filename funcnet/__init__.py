@@ -11,7 +11,11 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from funcnet.tensor import (  # torch-named tensor functions (torch.sum(x, dim, keepdim) → funcnet.sum ...)
+from funcnet import host_memory
+
+host_memory.apply_default()  # before JAX's threads first allocate: see funcnet.host_memory
+
+from funcnet.tensor import (  # noqa: E402 - after the allocator policy. torch-named tensor functions (torch.sum(x, dim, keepdim) → funcnet.sum ...)
     _assert,
     abs,
     amax,
