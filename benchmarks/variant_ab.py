@@ -4,7 +4,7 @@ module-level switch that funcnet reads at trace time, then timed in interleaved 
 Comparing funcnet with itself removes torch's run-to-run drift (±15% on a shared 2-core machine)
 from the question "did this lowering help?". Switches (True/False), under ``funcnet.nn.functional``:
 ``linear._FLATTEN_LEADING``, ``conv._POINTWISE_LOWERING``, ``conv._DEPTHWISE_ONE_REDUCTION``,
-``normalization._BN_CUSTOM_JVP``, ``activation._GELU_ERF``.
+``normalization._BN_CUSTOM_JVP``, ``normalization._CPU_TRAILING_MEAN_AS_DOT``, ``activation._GELU_ERF``.
 
     PYTHONPATH=. python benchmarks/variant_ab.py --model vit --switch linear._FLATTEN_LEADING
     PYTHONPATH=. python benchmarks/variant_ab.py --model resnet50 --switch conv._POINTWISE_LOWERING

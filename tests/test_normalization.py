@@ -53,6 +53,24 @@ def test_layernorm_functional_with_weights(rng):
     )
 
 
+def test_layernorm_cpu_means_are_dots_and_stay_two_pass(rng, monkeypatch):
+    """On CPU the trailing-axis means are matrix-vector products (funcnet.nn.functional.normalization
+    ._mean); the variance stays two-pass: a row offset by 1000 keeps torch's accuracy (a one-pass
+    E[x²] − E[x]² would be off by ~0.05 here)."""
+    import funcnet.nn.functional.normalization as normalization
+
+    x = (1000 + rng.standard_normal((8, 3, 64))).astype(np.float32)
+    expected = TF.layer_norm(torch.tensor(x), (3, 64)).numpy()
+    results = {}
+    for as_dot in (True, False):
+        monkeypatch.setattr(normalization, "_CPU_TRAILING_MEAN_AS_DOT", as_dot)
+        jaxpr = str(jax.make_jaxpr(lambda a: F.layer_norm(a, (3, 64)))(x))
+        assert ("dot_general" in jaxpr) is (as_dot and jax.default_backend() == "cpu")
+        results[as_dot] = np.asarray(jax.jit(lambda a: F.layer_norm(a, (3, 64)))(x))
+        np.testing.assert_allclose(results[as_dot], expected, rtol=0, atol=1e-3)
+    np.testing.assert_allclose(results[True], results[False], rtol=0, atol=1e-3)
+
+
 def test_layernorm_shape_error_names_path():
     net = nn.Sequential(nn.Linear(4, 6), nn.LayerNorm(5))
     variables = net.init(jax.random.key(0))
