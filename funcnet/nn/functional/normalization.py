@@ -37,8 +37,8 @@ def _mean(x: jax.Array, axes: tuple[int, ...]) -> jax.Array:
     XLA:CPU gives reductions to YNNPACK, which wants its operand materialised and is slow on many
     short rows; the product is a multi-threaded GEMV on YNNPACK's matmul path. LayerNorm forward
     on [16, 65, 192]: 0.11 ms instead of 0.17 (torch 0.05); the benchmark ViT's train step:
-    0.94-0.97x the time. Not on GPU/TPU, where float32 dots may
-    run at reduced precision (TF32) and reductions are fast."""
+    0.94-0.97x the time. Not on GPU/TPU, where float32 dots may run at reduced precision (TF32)
+    and reductions are fast."""
     k = len(axes)
     trailing = tuple(sorted(a % x.ndim for a in axes)) == tuple(range(x.ndim - k, x.ndim))
     if not (trailing and _CPU_TRAILING_MEAN_AS_DOT and jax.default_backend() == "cpu"):
