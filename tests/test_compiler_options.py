@@ -87,7 +87,7 @@ def test_an_option_this_jaxlib_rejects_warns_once_and_is_dropped(monkeypatch):
 
 
 # (C_in, C_out, kernel, stride, padding, dilation, groups, spatial): shapes that reach XLA's
-# convolution under the auto rule (≥ 16 output positions, not 1×1, not depthwise), and two forced.
+# convolution under the auto rule (> 16 output positions, not 1×1, not depthwise), and two forced.
 CONV_CASES = [
     (16, 24, 3, 1, 1, 1, 1, 10),
     (3, 20, 7, 2, 3, 1, 1, 20),

@@ -168,6 +168,11 @@ def test_auto_rule_on_cpu_picks_matmul_where_xla_cpu_is_slow():
     assert F.conv_lowering((16, 512, 2, 2), (512, 512, 3, 3), padding=1, backend="cpu", impl="auto") == "patches"
     assert F.conv_lowering((16, 256, 4, 4), (512, 256, 3, 3), stride=2, padding=1, backend="cpu",
                            impl="auto") == "patches"
+    # 4x4 outputs (16 positions) still take patches; 8x8 (64) take XLA's (Eigen) convolution.
+    assert F.conv_lowering((16, 256, 4, 4), (256, 256, 3, 3), padding=1, backend="cpu", impl="auto") == "patches"
+    assert F.conv_lowering((16, 256, 8, 8), (256, 256, 3, 3), stride=2, padding=1, backend="cpu",
+                           impl="auto") == "patches"
+    assert F.conv_lowering((16, 128, 8, 8), (128, 128, 3, 3), padding=1, backend="cpu", impl="auto") == "xla"
     # Bottleneck 1x1s: a channels-last matmul whose weight gradient needs no transposing copy.
     assert F.conv_lowering((16, 256, 16, 16), (64, 256, 1, 1), backend="cpu", impl="auto") == "pointwise"
     assert F.conv_lowering((16, 256, 16, 16), (512, 256, 1, 1), stride=2, backend="cpu", impl="auto") == "pointwise"

@@ -35,7 +35,7 @@ grouped 3×3, 32 groups (ResNeXt-like)        0.003–0.02                 patch
 transposed 2×2…4×4, stride 2                 0.2–1.0                    col2im
 1×1 (pointwise, any stride)                  0.33–1.0 (median ≈ 0.67)   pointwise
 3×3, outputs 2×2 (512→512, 256→512/2 ...)    0.03–0.06 (XLA 0.4–2 s)    patches
-3×3, outputs 4×4 (256→256, 256→256/2)        0.9–1.13                   xla
+3×3, outputs 4×4 (256→256, 256→256/2)        0.86–0.96 (Eigen, below)   patches
 3×3, outputs ≥ 8×8 (64→64 at 16×16 ...)      1.2–1.7                    xla
 stem 7×7/2, 3 channels at 64×64              3.6                        xla
 ==========================================  =========================  ===============
@@ -43,14 +43,16 @@ stem 7×7/2, 3 channels at 64×64              3.6                        xla
 So on CPU: transposed → col2im; depthwise → depthwise; 1×1 → pointwise (channels-last
 patches: whole ResNet-50 / MobileNetV2 / ResNet-18 train steps 0.80–0.95 / 0.95–0.97 / 0.98–1.01× the
 time with the NC* patches, ``benchmarks/variant_ab.py``); grouped → patches; other kernels → patches
-when the output has fewer than 16 positions per image, else XLA.
+when the output has at most 16 positions per image (4×4), else XLA.
 
 The table was measured with XLA's default CPU kernels, YNNPACK's single-threaded convolutions.
 funcnet's compiled steps now compile with ``funcnet.backends.compiler_options()``, which moves XLA's
 convolutions to Eigen's multi-threaded ones (1.2–2.5× faster per layer). XLA's convolution for the
 1×1 shapes instead of the pointwise lowering, whole train steps re-timed that way: ResNet-50 1.15×
 the time, MobileNetV2 0.95× and 1.03× in two runs (``benchmarks/variant_ab.py --switch
-conv._POINTWISE_LOWERING``), so the rule stands.
+conv._POINTWISE_LOWERING``), so the rule stands. The 4×4 outputs moved to patches against Eigen:
+per layer 0.86–0.96× the time (``conv_layers.py --impls xla matmul --no-torch --match 4×4``), the
+ResNet-18 step 0.95–0.99× and the ResNet-50 step 1.00×.
 
 Differences from torch: mixed input/weight dtypes are promoted (torch raises); the
 precision is JAX's default for float32 convolutions and matmuls (exact on CPU; on GPUs XLA
@@ -355,8 +357,8 @@ _DEPTHWISE_ONE_REDUCTION = True
 _POINTWISE_LOWERING = True
 
 # XLA:CPU's dense convolution with a spatial kernel is fast on large maps and 10-300x slow on
-# tiny ones (2x2 outputs); at 4x4 outputs the two are even (see the module docstring).
-_CPU_PATCHES_BELOW_POSITIONS = 16
+# tiny ones (2x2 outputs); at 4x4 outputs patches win by 4-14% on Eigen (see the module docstring).
+_CPU_PATCHES_UP_TO_POSITIONS = 16
 
 
 def conv_lowering(input_shape: Sequence[int], weight_shape: Sequence[int], stride: IntOrTuple = 1,
@@ -390,7 +392,7 @@ def conv_lowering(input_shape: Sequence[int], weight_shape: Sequence[int], strid
     else:
         pads = list(padding)  # already (lo, hi) pairs
     out = _out_size(input_shape[2:], pads, weight_shape[2:], stride_t, dilation_t)
-    return "patches" if math.prod(out) < _CPU_PATCHES_BELOW_POSITIONS else "xla"
+    return "patches" if math.prod(out) <= _CPU_PATCHES_UP_TO_POSITIONS else "xla"
 
 
 def _conv_with_bias(n: int, x: jax.Array, weight: jax.Array, bias: jax.Array | None, batched: bool,
