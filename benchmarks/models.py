@@ -56,7 +56,7 @@ def run_each_in_own_process(args, argv: list[str]) -> str:
         with tempfile.NamedTemporaryFile("r", suffix=".md") as out:
             subprocess.run([sys.executable, os.path.abspath(__file__), *base, "--one-process", "--models", name,
                             "--out", out.name], check=True)
-            lines = open(out.name).read().splitlines()
+            lines = out.read().splitlines()  # the child wrote this path; the handle reads it
         header = header or lines[: lines.index(columns)]
         rows += [line for line in lines if line.startswith(f"| {name} |")]
     table = "\n".join([*header, columns, "|---|---|---|---|---|---|", *rows, "", "each model in its own process"])
