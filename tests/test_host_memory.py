@@ -37,9 +37,15 @@ _PROBE = textwrap.dedent(
 )
 
 
-def _probe(env_value: str | None) -> dict:
+def _cpu_env() -> dict[str, str]:
+    """This environment for a CPU subprocess with funcnet's default host policy."""
     env = {k: v for k, v in os.environ.items() if k not in (host_memory.ENV_VAR, "JAX_PLATFORMS")}
     env["JAX_PLATFORMS"] = "cpu"
+    return env
+
+
+def _probe(env_value: str | None) -> dict:
+    env = _cpu_env()
     if env_value is not None:
         env[host_memory.ENV_VAR] = env_value
     out = subprocess.run([sys.executable, "-c", _PROBE], env=env, capture_output=True, text=True, timeout=300)
@@ -96,9 +102,7 @@ def test_import_after_jax_started_warns():
             "    warnings.simplefilter('always')\n"
             "    import funcnet, funcnet.host_memory as h\n"
             "print(h.policy()); print([str(w.message) for w in caught])")
-    env = {k: v for k, v in os.environ.items() if k != host_memory.ENV_VAR}
-    out = subprocess.run([sys.executable, "-c", code], env=dict(env, JAX_PLATFORMS="cpu"), capture_output=True,
-                         text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-c", code], env=_cpu_env(), capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     policy, messages = out.stdout.strip().splitlines()[-2:]
     assert policy.startswith("reuse (partly")
