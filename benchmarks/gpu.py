@@ -41,7 +41,7 @@ import torch  # noqa: E402
 
 from benchmarks import model_bench as mb  # noqa: E402
 from benchmarks.timing import interleaved  # noqa: E402
-from funcnet import backends  # noqa: E402
+from funcnet import backends, onednn  # noqa: E402
 
 CONV_MODELS = ("resnet18", "resnet50", "mobilenet_v2")
 
@@ -110,7 +110,7 @@ def parser_with(defaults: dict) -> argparse.ArgumentParser:
     parser.add_argument("--compile-limit", type=float, default=120.0,
                         help="drop a torch.compile row whose first step took longer (seconds)")
     parser.add_argument("--fp32-only", action="store_true")
-    parser.add_argument("--conv-rows", nargs="*", default=["matmul"], choices=["xla", "matmul"],
+    parser.add_argument("--conv-rows", nargs="*", default=["matmul"], choices=["xla", "matmul", "onednn"],
                         help="extra funcnet fp32 rows with this conv lowering forced (for --conv-row-models)")
     parser.add_argument("--conv-row-models", nargs="*", default=["resnet18"], choices=list(CONV_MODELS))
     parser.add_argument("--quick", action="store_true",
@@ -136,7 +136,7 @@ def run(args: argparse.Namespace, title: str = "Train step") -> str:
               f"{torch_name} (torch {torch.__version__})\n\nbatch {args.batch}, {args.steps} steps per sample, "
               f"{args.rounds} interleaved rounds; ratio = median per-round time / torch eager of the same "
               f"dtype; conv lowering (auto) on this backend: "
-              f"{'xla' if jax.default_backend() != 'cpu' else 'per-shape CPU rule'}\n")
+              f"{'xla' if jax.default_backend() != 'cpu' else 'per-shape CPU rule; oneDNN ' + onednn.status()}\n")
     log(header)
     rows, skipped = [], []
     for name in args.models:

@@ -15,7 +15,7 @@ later steps measured 3-15% slower (the ViT's: 94.7 ms first, 109 ms after ResNet
 MobileNetV2, with no page faults; torch's did not move), an artefact of the harness.
 
     PYTHONPATH=. python benchmarks/models.py [--threads 1] [--models ...] [--rounds 7]
-        [--conv-rows xla matmul] [--no-compile] [--one-process] [--out FILE]
+        [--conv-rows xla matmul onednn] [--no-compile] [--one-process] [--out FILE]
 """
 
 from __future__ import annotations

@@ -6,12 +6,15 @@ slices, matrix multiplications and pads (see ``funcnet.nn.functional.conv`` for 
 the measurements behind it). The choice:
 
 - ``"auto"`` (default): the rule measured per backend and shape — on CPU the matmul
-  formulations where XLA:CPU's convolution is slow; XLA's convolution on GPU/TPU (cuDNN).
+  formulations where XLA:CPU's convolution is slow and oneDNN's kernels (``funcnet.onednn``,
+  when installed) for the larger dense 2-D ones; XLA's convolution on GPU/TPU (cuDNN).
 - ``"xla"``: always ``lax.conv_general_dilated``.
 - ``"matmul"``: always the slice/matmul formulations.
+- ``"onednn"``: oneDNN for every float32 2-D convolution (others as ``"auto"``); an error when
+  oneDNN is unavailable (``funcnet.onednn.status()`` says why).
 
 Set it with ``set_conv_impl(...)``, temporarily with ``with conv_impl("xla"): ...``, or
-with the environment variable ``FUNCNET_CONV_IMPL=auto|xla|matmul`` (read when a convolution
+with the environment variable ``FUNCNET_CONV_IMPL=auto|xla|matmul|onednn`` (read when a convolution
 is traced; an explicit ``set_conv_impl`` wins). The choice is made when a function is traced:
 a ``jax.jit`` function already compiled keeps the lowering it was traced with.
 ``funcnet.nn.functional.conv_lowering(...)`` says which lowering a given shape gets.
@@ -32,7 +35,7 @@ import warnings
 from collections.abc import Iterator
 from typing import Any
 
-CONV_IMPLS = ("auto", "xla", "matmul")
+CONV_IMPLS = ("auto", "xla", "matmul", "onednn")
 ENV_VAR = "FUNCNET_CONV_IMPL"
 
 _conv_impl: str | None = None  # None: the environment variable, else "auto"
@@ -53,7 +56,7 @@ def get_conv_impl() -> str:
 
 
 def set_conv_impl(impl: str | None) -> None:
-    """Force ``"xla"`` or ``"matmul"`` convolutions, or ``"auto"``; ``None`` returns to the env var."""
+    """Force ``"xla"``, ``"matmul"`` or ``"onednn"`` convolutions, or ``"auto"``; ``None`` returns to the env var."""
     global _conv_impl
     _conv_impl = None if impl is None else _checked(impl, "set_conv_impl")
 

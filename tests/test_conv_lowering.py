@@ -10,7 +10,7 @@ import torch
 
 import funcnet.nn as nn
 import funcnet.nn.functional as F
-from funcnet import backends
+from funcnet import backends, onednn
 
 TF = torch.nn.functional
 pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same':UserWarning")
@@ -164,20 +164,21 @@ def test_depthwise_second_derivatives_match_xla(groups, out_channels, stride):
 
 # -- the selection rule and forcing --------------------------------------------------------
 def test_auto_rule_on_cpu_picks_matmul_where_xla_cpu_is_slow():
+    dense = "onednn" if onednn.available() else "xla"  # the larger dense convolutions (tests/test_onednn.py)
     # ResNet's deep layers (small maps, many channels): XLA:CPU's convolution is 10-100x slower.
     assert F.conv_lowering((16, 512, 2, 2), (512, 512, 3, 3), padding=1, backend="cpu", impl="auto") == "patches"
     assert F.conv_lowering((16, 256, 4, 4), (512, 256, 3, 3), stride=2, padding=1, backend="cpu",
                            impl="auto") == "patches"
-    # 4x4 outputs (16 positions) still take patches; 8x8 (64) take XLA's (Eigen) convolution.
+    # 4x4 outputs (16 positions) still take patches; 8x8 (64) oneDNN's (else XLA's Eigen) convolution.
     assert F.conv_lowering((16, 256, 4, 4), (256, 256, 3, 3), padding=1, backend="cpu", impl="auto") == "patches"
     assert F.conv_lowering((16, 256, 8, 8), (256, 256, 3, 3), stride=2, padding=1, backend="cpu",
                            impl="auto") == "patches"
-    assert F.conv_lowering((16, 128, 8, 8), (128, 128, 3, 3), padding=1, backend="cpu", impl="auto") == "xla"
+    assert F.conv_lowering((16, 128, 8, 8), (128, 128, 3, 3), padding=1, backend="cpu", impl="auto") == dense
     # Bottleneck 1x1s: a channels-last matmul whose weight gradient needs no transposing copy.
     assert F.conv_lowering((16, 256, 16, 16), (64, 256, 1, 1), backend="cpu", impl="auto") == "pointwise"
     assert F.conv_lowering((16, 256, 16, 16), (512, 256, 1, 1), stride=2, backend="cpu", impl="auto") == "pointwise"
-    # The ResNet stem (3 channels, 7x7 on a large map): XLA:CPU's own convolution is faster.
-    assert F.conv_lowering((16, 3, 64, 64), (64, 3, 7, 7), stride=2, padding=3, backend="cpu", impl="auto") == "xla"
+    # The ResNet stem (3 channels, 7x7 on a large map): a direct convolution, not patches.
+    assert F.conv_lowering((16, 3, 64, 64), (64, 3, 7, 7), stride=2, padding=3, backend="cpu", impl="auto") == dense
     # Depthwise (MobileNet): shifted multiply-adds.
     assert F.conv_lowering((16, 96, 16, 16), (96, 1, 3, 3), padding=1, groups=96, backend="cpu",
                            impl="auto") == "depthwise"

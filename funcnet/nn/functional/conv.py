@@ -73,7 +73,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from funcnet import backends
+from funcnet import backends, onednn
 
 IntOrTuple = int | Sequence[int]
 
@@ -360,17 +360,25 @@ _POINTWISE_LOWERING = True
 # tiny ones (2x2 outputs); at 4x4 outputs patches win by 4-14% on Eigen (see the module docstring).
 _CPU_PATCHES_UP_TO_POSITIONS = 16
 
+# The dense 2-D convolutions left to XLA above (outputs larger than 4x4) go to oneDNN when it is
+# available (see the module docstring). False: XLA's, for an in-process A/B.
+_CPU_ONEDNN = True
+
 
 def conv_lowering(input_shape: Sequence[int], weight_shape: Sequence[int], stride: IntOrTuple = 1,
                   padding: str | IntOrTuple = 0, dilation: IntOrTuple = 1, groups: int = 1,
-                  transposed: bool = False, backend: str | None = None, impl: str | None = None) -> str:
+                  transposed: bool = False, backend: str | None = None, impl: str | None = None,
+                  dtype: Any = jnp.float32) -> str:
     """Which lowering ``F.conv{n}d`` (``transposed=True``: ``F.conv_transpose{n}d``) gets for
-    these shapes and hyper-parameters: ``"xla"`` (``lax.conv_general_dilated``), ``"patches"``
-    (im2col + matmul), ``"pointwise"`` (1×1, channels-last matmul), ``"depthwise"`` (shifted
-    multiply-adds) or ``"col2im"`` (matmul + col2im, transposed only).
+    these shapes and hyper-parameters: ``"xla"`` (``lax.conv_general_dilated``), ``"onednn"``
+    (oneDNN's kernels, ``funcnet.onednn``), ``"patches"`` (im2col + matmul), ``"pointwise"``
+    (1×1, channels-last matmul), ``"depthwise"`` (shifted multiply-adds) or ``"col2im"``
+    (matmul + col2im, transposed only).
 
     ``input_shape`` is batched ``[N, C, *spatial]``; ``backend`` defaults to
-    ``jax.default_backend()``, ``impl`` to ``funcnet.backends.get_conv_impl()``.
+    ``jax.default_backend()``, ``impl`` to ``funcnet.backends.get_conv_impl()``; ``dtype`` is the
+    computation's (oneDNN takes float32 only). Asking about a shape the rule would give to oneDNN
+    builds and loads funcnet's oneDNN shim (once per process, see ``funcnet.onednn``).
     """
     n = len(weight_shape) - 2
     impl = backends.get_conv_impl() if impl is None else backends._checked(impl, "conv_lowering")
@@ -378,6 +386,11 @@ def conv_lowering(input_shape: Sequence[int], weight_shape: Sequence[int], strid
         return "xla"
     if impl == "auto" and (backend or jax.default_backend()) != "cpu":
         return "xla"  # cuDNN / the TPU convolution units: the fast path there
+    if impl == "onednn" and not transposed and n == 2 and jnp.dtype(dtype) == jnp.float32:
+        if not onednn.available():
+            raise RuntimeError(f"conv_lowering: the convolution implementation is forced to 'onednn', but oneDNN "
+                               f"is {onednn.status()}")
+        return "onednn"
     if transposed:
         return "col2im"
     if groups > 1 and weight_shape[1] == 1:
@@ -392,7 +405,11 @@ def conv_lowering(input_shape: Sequence[int], weight_shape: Sequence[int], strid
     else:
         pads = list(padding)  # already (lo, hi) pairs
     out = _out_size(input_shape[2:], pads, weight_shape[2:], stride_t, dilation_t)
-    return "patches" if math.prod(out) <= _CPU_PATCHES_UP_TO_POSITIONS else "xla"
+    if math.prod(out) <= _CPU_PATCHES_UP_TO_POSITIONS:
+        return "patches"
+    if _CPU_ONEDNN and n == 2 and jnp.dtype(dtype) == jnp.float32 and onednn.available():
+        return "onednn"
+    return "xla"
 
 
 def _conv_with_bias(n: int, x: jax.Array, weight: jax.Array, bias: jax.Array | None, batched: bool,
@@ -401,8 +418,10 @@ def _conv_with_bias(n: int, x: jax.Array, weight: jax.Array, bias: jax.Array | N
     channel axis; drops the batch axis again for unbatched input."""
     dtype = _common_dtype(x, weight, bias)
     x, weight = x.astype(dtype), weight.astype(dtype)
-    lowering = conv_lowering(x.shape, weight.shape, stride, pads, dilation, groups)
-    if lowering == "patches":
+    lowering = conv_lowering(x.shape, weight.shape, stride, pads, dilation, groups, dtype=dtype)
+    if lowering == "onednn":
+        y = onednn.conv2d(x, weight, stride, pads, dilation, groups)
+    elif lowering == "patches":
         y = _patches_conv(n, x, weight, pads, stride, dilation, groups)
     elif lowering == "pointwise":
         y = _pointwise_conv(n, x, weight, pads, stride)
