@@ -200,11 +200,15 @@ def test_auto_rule_gives_dense_convolutions_to_onednn():
     assert rule((16, 128, 8, 8), (128, 128, 3, 3), padding=1) == "onednn"
     assert rule((16, 3, 64, 64), (64, 3, 7, 7), stride=2, padding=3) == "onednn"  # the stem
     assert rule((16, 256, 4, 4), (256, 256, 3, 3), padding=1) == "patches"  # 4x4 outputs
+    assert rule((16, 3, 64, 64), (192, 3, 8, 8), stride=8) == "patches"  # patchify (ViT): a reshape + matmul
+    assert rule((16, 96, 16, 16), (192, 96, 2, 2), stride=2) == "patches"
     assert rule((16, 256, 16, 16), (64, 256, 1, 1)) == "pointwise"
     assert rule((16, 96, 16, 16), (96, 1, 3, 3), padding=1, groups=96) == "depthwise"
     assert rule((16, 64, 16, 16), (64, 64, 3, 3), padding=1, dtype=jnp.bfloat16) == "xla"  # float32 only
     assert rule((16, 64, 64), (64, 64, 3), padding=1) == "xla"  # 2-D only
     assert F.conv_lowering((16, 64, 16, 16), (64, 64, 3, 3), padding=1, backend="gpu", impl="auto") == "xla"
+    with pytest.raises(RuntimeError, match="forced to 'onednn', which runs on CPU only, but the backend is 'gpu'"):
+        F.conv_lowering((16, 64, 16, 16), (64, 64, 3, 3), padding=1, backend="gpu", impl="onednn")
 
 
 @needs_onednn

@@ -41,7 +41,10 @@ def test_alexnet(zoo):
 
 
 def test_resnet_and_its_default_init(zoo):
-    fmodel, _, fresh = _check(zoo, "resnet", lambda m: m.ResNet(m.BasicBlock, [1, 1, 1, 1], num_classes=5))
+    # batch 4: train-mode BatchNorm over 2 values per channel (batch 2 at layer4's 1x1 maps) turns a change of
+    # summation order in the convolutions (oneDNN's, XLA's) into 1.4e-4 of output (see test_resnext)
+    fmodel, _, fresh = _check(zoo, "resnet", lambda m: m.ResNet(m.BasicBlock, [1, 1, 1, 1], num_classes=5),
+                              x_shape=(4, 3, 32, 32))
     sd = fmodel.state_dict(fresh)
     w = np.asarray(sd["layer1.0.conv1.weight"])  # kaiming_normal_(mode="fan_out", nonlinearity="relu")
     np.testing.assert_allclose(w.std(), np.sqrt(2 / (w.shape[0] * 9)), rtol=0.05)

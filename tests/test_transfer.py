@@ -153,10 +153,15 @@ def test_optimizer_state_holds_only_the_head():
     assert shapes == [(5,), (5, 128)]  # SGD momentum buffers for head.bias and head.weight only
 
 
+# XLA's convolution, and oneDNN's three (funcnet.onednn: forward, input and weight gradients)
+CONV_PRIMITIVES = ("conv_general_dilated", "funcnet_onednn_conv", "funcnet_onednn_conv_backward_data",
+                   "funcnet_onednn_conv_backward_weights")
+
+
 def _conv_ops(jaxpr) -> int:
     count = 0
     for eqn in jaxpr.eqns:
-        count += eqn.primitive.name == "conv_general_dilated"
+        count += eqn.primitive.name in CONV_PRIMITIVES
         for value in eqn.params.values():
             inner = getattr(value, "jaxpr", None)
             if inner is not None and hasattr(inner, "eqns"):
