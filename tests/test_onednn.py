@@ -292,3 +292,123 @@ def test_shim_is_built_once_into_the_cache(tmp_path):
     second = _status_in_subprocess(env, code)
     assert second.returncode == 0 and second.stdout == first.stdout, second.stderr
     assert shims[0].stat().st_mtime_ns == mtime
+
+
+# -- matrix products ------------------------------------------------------------------------------
+def _op(x, transposed):
+    return jnp.swapaxes(x, -1, -2) if transposed else x
+
+
+@needs_onednn
+@pytest.mark.parametrize("transpose_a", [False, True])
+@pytest.mark.parametrize("transpose_b", [False, True])
+def test_matmul_values_gradients_and_transforms(transpose_a, transpose_b):
+    """``op(a) @ op(b)`` for every transpose combination against XLA's dot: values, gradients,
+    gradients of gradients, a JVP, vmap with a shared and a batched right operand, eager."""
+    rng = np.random.default_rng(6)
+    a = jnp.asarray(rng.standard_normal((3, 7, 5) if transpose_a else (3, 5, 7)).astype(np.float32))
+    b = jnp.asarray(rng.standard_normal((3, 4, 7) if transpose_b else (3, 7, 4)).astype(np.float32))
+
+    def ours(a, b):
+        return onednn.matmul(a, b, transpose_a, transpose_b)
+
+    def ref(a, b):
+        return _op(a, transpose_a) @ _op(b, transpose_b)
+
+    def second(mm):  # differentiates both gradients once more
+        def grads_norm(a, b):
+            ga, gb = jax.grad(lambda a, b: jnp.sum(jnp.sin(mm(a, b))), argnums=(0, 1))(a, b)
+            return jnp.sum(ga ** 2) + jnp.sum(jnp.cos(gb))
+        return jax.grad(grads_norm, argnums=(0, 1))
+
+    checks = [
+        lambda mm: mm(a, b),
+        lambda mm: jax.jit(mm)(a[0], b[0]),
+        lambda mm: jax.grad(lambda a, b: jnp.sum(jnp.tanh(mm(a, b))), argnums=(0, 1))(a, b),
+        lambda mm: jax.jit(second(mm))(a, b),
+        lambda mm: jax.jvp(mm, (a, b), (jnp.cos(a), jnp.sin(b))),
+        lambda mm: jax.vmap(mm, (0, None))(a, b[0]),
+        lambda mm: jax.vmap(mm, (None, 0))(a[0], b),
+        lambda mm: jax.vmap(mm, (1, 0))(jnp.stack([a, a + 1], 1), jnp.stack([b, 2 * b])),  # both batched
+    ]
+    for i, check in enumerate(checks):
+        for x, y in zip(jax.tree.leaves(check(ours)), jax.tree.leaves(check(ref)), strict=True):
+            assert x.shape == y.shape, i
+            assert_close(x, y, rtol=2e-5)
+    assert "funcnet_onednn_matmul" in primitives(ours, a, b)
+
+
+@pytest.fixture
+def small_products_to_onednn(monkeypatch):
+    """The rule's size thresholds at 0, so small test products take oneDNN."""
+    from funcnet.nn.functional import matmul as matmul_module
+
+    monkeypatch.setattr(matmul_module, "_CPU_ONEDNN_MIN_BATCHED", 0)
+    monkeypatch.setattr(matmul_module, "_CPU_ONEDNN_MIN_SINGLE", 0)
+
+
+@needs_onednn
+def test_linear_and_attention_through_onednn_match_torch(small_products_to_onednn):
+    """``F.linear`` (2-D and flattened [N, L, in]) and ``F.scaled_dot_product_attention`` with
+    their products on oneDNN: forward and gradients against torch."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((2, 5, 6)).astype(np.float32)
+    w = rng.standard_normal((4, 6)).astype(np.float32)
+    b = rng.standard_normal(4).astype(np.float32)
+    q, k, v = (rng.standard_normal((2, 3, 5, 8)).astype(np.float32) for _ in range(3))
+    mask = rng.standard_normal((5, 5)).astype(np.float32)
+    cases = [
+        (lambda x, w, b: F.linear(x, w, b), lambda x, w, b: TF.linear(x, w, b), (x, w, b)),
+        (lambda x, w, b: F.linear(x[0], w, b), lambda x, w, b: TF.linear(x[0], w, b), (x, w, b)),
+        (lambda q, k, v: F.scaled_dot_product_attention(q, k, v, jnp.asarray(mask)),
+         lambda q, k, v: TF.scaled_dot_product_attention(q, k, v, torch.tensor(mask)), (q, k, v)),
+    ]
+    for fn, torch_fn, args in cases:
+        assert "funcnet_onednn_matmul" in primitives(fn, *args)
+        out, vjp = jax.vjp(jax.jit(fn), *map(jnp.asarray, args))
+        ct = rng.standard_normal(out.shape).astype(np.float32)
+        grads = vjp(jnp.asarray(ct))
+        targs = [torch.tensor(a, requires_grad=True) for a in args]
+        tout = torch_fn(*targs)
+        tout.backward(torch.tensor(ct))
+        assert_close(out, tout)
+        for g, t in zip(grads, targs, strict=True):
+            assert_close(g, t.grad)
+
+
+@needs_onednn
+def test_matmul_rule():
+    from funcnet.nn.functional.matmul import matmul_lowering
+
+    assert matmul_lowering((1040, 192), (576, 192), transpose_b=True, backend="cpu") == "onednn"  # ViT qkv, 115M
+    assert matmul_lowering((512, 784), (128, 784), transpose_b=True, backend="cpu") == "xla"  # seed MLP, 51M
+    assert matmul_lowering((64, 65, 48), (64, 48, 65), backend="cpu") == "onednn"  # attention scores, 13M
+    assert matmul_lowering((4, 65, 48), (4, 48, 65), backend="cpu") == "xla"  # 0.8M
+    assert matmul_lowering((1040, 192), (576, 192), jnp.bfloat16, transpose_b=True, backend="cpu") == "xla"
+    assert matmul_lowering((64, 65, 48), (1, 48, 65), backend="cpu") == "xla"  # broadcasting: XLA's
+    assert matmul_lowering((1040, 192), (576, 192), transpose_b=True, backend="gpu") == "xla"
+
+
+@needs_onednn
+def test_products_large_enough_to_split_over_the_pool():
+    """Above 8M multiply-adds a call is cut into blocks on XLA's pool (images for convolutions, with
+    the weight gradient summed over blocks; rows or batch entries for products): the results still
+    equal XLA's."""
+    rng = np.random.default_rng(8)
+    x = jnp.asarray(rng.standard_normal((9, 32, 16, 16)).astype(np.float32))  # 21M multiply-adds
+    w = jnp.asarray(rng.standard_normal((32, 32, 3, 3)).astype(np.float32))
+    pads = ((1, 1), (1, 1))
+    ours = jax.jit(jax.value_and_grad(lambda x, w: jnp.sum(jnp.sin(onednn.conv2d(x, w, (1, 1), pads, (1, 1)))),
+                                      argnums=(0, 1)))
+    ref = jax.jit(jax.value_and_grad(
+        lambda x, w: jnp.sum(jnp.sin(jax.lax.conv_general_dilated(x, w, (1, 1), pads))), argnums=(0, 1)))
+    for a, b in zip(jax.tree.leaves(ours(x, w)), jax.tree.leaves(ref(x, w)), strict=True):
+        assert_close(a, b, rtol=1e-4)
+    for transpose_a in (False, True):
+        for transpose_b in (False, True):
+            for lead in ((), (2,)):  # 1041x520x96: 52M multiply-adds, rows split; two entries: entries split
+                a_shape = lead + ((520, 1041) if transpose_a else (1041, 520))
+                b_shape = lead + ((96, 520) if transpose_b else (520, 96))
+                a, b = (jnp.asarray(rng.standard_normal(s).astype(np.float32)) for s in (a_shape, b_shape))
+                assert_close(onednn.matmul(a, b, transpose_a, transpose_b), _op(a, transpose_a) @ _op(b, transpose_b),
+                             rtol=1e-4)

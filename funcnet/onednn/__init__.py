@@ -11,6 +11,7 @@ XLA's lowerings, and :func:`status` says why.
 - :func:`available` — whether the shim is built and loaded (builds it on the first call).
 - :func:`status` — one line: ``"available: oneDNN 3.2.0 (...)"`` or ``"unavailable: <reason>"``.
 - :func:`conv2d` — the convolution itself (NCHW/OIHW), differentiable to any order, batchable.
+- :func:`matmul` — ``op(a) @ op(b)`` with transposes as strides, differentiable, batchable.
 
 ``FUNCNET_ONEDNN=off`` keeps oneDNN out; ``FUNCNET_ONEDNN_ROOT`` points at a oneDNN install prefix
 instead of the pip packages; ``FUNCNET_CACHE_DIR`` moves the build cache (see ``_build``).
@@ -22,8 +23,9 @@ import functools
 
 from funcnet.onednn import _build
 from funcnet.onednn.conv import conv2d
+from funcnet.onednn.matmul import matmul
 
-__all__ = ["available", "conv2d", "status"]
+__all__ = ["available", "conv2d", "matmul", "status"]
 
 
 @functools.cache

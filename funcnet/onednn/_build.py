@@ -1,4 +1,5 @@
-"""Find oneDNN, compile ``conv.cc`` against it once per machine, load it, register its handlers.
+"""Find oneDNN, compile the shim (``conv.cc``, ``matmul.cc``) against it once per machine, load it,
+register its handlers.
 
 oneDNN comes from pip (``pip install funcnet[onednn]``: the ``onednn-cpu-gomp`` library and the
 ``onednn-devel-cpu-gomp`` headers) or from an install prefix named by ``$FUNCNET_ONEDNN_ROOT``
@@ -42,9 +43,10 @@ HANDLERS = {  # FFI target name -> symbol in the shim
     "funcnet_onednn_conv_forward": "FuncnetOnednnConvForward",
     "funcnet_onednn_conv_backward_data": "FuncnetOnednnConvBackwardData",
     "funcnet_onednn_conv_backward_weights": "FuncnetOnednnConvBackwardWeights",
+    "funcnet_onednn_matmul": "FuncnetOnednnMatmul",
 }
 
-_SOURCE = Path(__file__).with_name("conv.cc")
+_SOURCES = tuple(Path(__file__).with_name(name) for name in ("shim.h", "conv.cc", "matmul.cc"))
 
 
 class Unavailable(RuntimeError):
@@ -106,7 +108,7 @@ def _build(include: Path, library: Path) -> Path:
     ffi_include = Path(jax.ffi.include_dir())
     compiler = _compiler()
     key = hashlib.sha256()
-    for part in (_SOURCE.read_bytes(), jaxlib.__version__.encode(), str(ffi_include).encode(),
+    for part in (*(source.read_bytes() for source in _SOURCES), jaxlib.__version__.encode(), str(ffi_include).encode(),
                  str(library).encode(), str(library.stat().st_size).encode(), compiler.encode(),
                  (include / "oneapi" / "dnnl" / "dnnl_version.h").read_bytes()):
         key.update(part)
@@ -117,7 +119,8 @@ def _build(include: Path, library: Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, partial = tempfile.mkstemp(prefix=".build-", suffix=".so", dir=target.parent)
     os.close(fd)
-    command = [*compiler.split(), "-O2", "-std=c++17", "-fopenmp", "-shared", "-fPIC", "-w", str(_SOURCE),
+    command = [*compiler.split(), "-O2", "-std=c++17", "-fopenmp", "-shared", "-fPIC", "-w",
+               *(str(source) for source in _SOURCES if source.suffix == ".cc"),
                "-I", str(include), "-I", str(ffi_include), str(library),
                # DT_RPATH (not RUNPATH): also finds the library's own dependencies (libtbb) beside it
                f"-Wl,--disable-new-dtags,-rpath,{library.parent}",

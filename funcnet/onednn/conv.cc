@@ -10,16 +10,12 @@
 // Shapes are logical NCHW / OIHW attributes (x_shape, w_shape, y_shape); any leading
 // dimensions of the buffers beyond them are a batch (from jax.vmap) processed one slice at a
 // time. Each slice's images are split along N over XLA's intra-op pool, one single-threaded
-// oneDNN primitive per part (see Work below for why not OpenMP); primitives are built once per
+// oneDNN primitive per part (shim.h says why not OpenMP); primitives are built once per
 // geometry and cached.
 //
 // Built by funcnet/onednn/_build.py against the oneDNN and XLA FFI headers of the installed
 // packages; nothing here is part of funcnet's Python import path until that build succeeds.
-#include <algorithm>
-#include <atomic>
-#include <condition_variable>
 #include <cstdint>
-#include <exception>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -27,12 +23,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "oneapi/dnnl/dnnl.hpp"
-#include "xla/ffi/api/ffi.h"
-
-#if DNNL_CPU_THREADING_RUNTIME == DNNL_RUNTIME_OMP
-#include <omp.h>
-#endif
+#include "shim.h"
 
 namespace ffi = xla::ffi;
 using dnnl::memory;
@@ -40,12 +31,9 @@ using Tag = memory::format_tag;
 
 namespace {
 
-enum Kind : int64_t { kForward = 0, kBackwardData = 1, kBackwardWeights = 2 };
+using funcnet_onednn::Engine;
 
-dnnl::engine& Engine() {
-  static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
-  return engine;
-}
+enum Kind : int64_t { kForward = 0, kBackwardData = 1, kBackwardWeights = 2 };
 
 // One convolution's geometry, in oneDNN's terms (dilation 0 = none).
 struct Geometry {
@@ -173,24 +161,14 @@ void RunSlice(int64_t kind, const Geometry& g, const Plan& plan, dnnl::stream& s
   stream.wait();
 }
 
-// The work of one call: `slices` independent convolutions (a vmap batch) whose images are split
-// into `chunks` parts along N, each part run by single-threaded oneDNN on XLA's own intra-op pool
-// (no OpenMP team: oneDNN's OpenMP threads would share the process's libgomp with torch's and, as
-// extra managed threads, make every OpenMP barrier in the process sleep instead of spin). Items
-// are claimed from a counter by the calling thread and by helper tasks alike, so the call never
-// waits for a task the busy pool has not started.
+// The work of one call: `slices` independent convolutions (a vmap batch), each slice's images
+// split into `chunks` parts along N, one item per (slice, part), run on XLA's pool (shim.h).
 struct Work {
   int64_t kind = 0, slices = 0, chunks = 0, n = 0;
   Geometry g;
   int64_t size[3] = {0, 0, 0};  // per-slice element counts of (a, b, out)
   float *a = nullptr, *b = nullptr, *out = nullptr;
-  std::vector<std::vector<float>> partial;  // backward weights: each chunk's dW but the first
-
-  std::atomic<int64_t> next{0};
-  std::atomic<int64_t> done{0};
-  std::mutex mutex;
-  std::condition_variable finished;
-  std::string error;
+  std::vector<std::vector<float>> partial;  // backward weights: each part's dW but the first
 
   int64_t ChunkStart(int64_t c) const { return n * c / chunks; }
 
@@ -215,26 +193,6 @@ struct Work {
     dnnl::stream stream(Engine());
     RunSlice(kind, part, *plan, stream, pa, pb, po);
   }
-
-  // Claims and runs items until none is left (helper tasks that start late find none).
-  void Drain() {
-#if DNNL_CPU_THREADING_RUNTIME == DNNL_RUNTIME_OMP
-    omp_set_num_threads(1);  // this thread's OpenMP setting only; oneDNN then runs inline
-#endif
-    const int64_t total = slices * chunks;
-    for (int64_t item = next++; item < total; item = next++) {
-      try {
-        RunItem(item);
-      } catch (const std::exception& e) {
-        std::lock_guard<std::mutex> lock(mutex);
-        if (error.empty()) error = e.what();
-      }
-      if (++done == total) {
-        std::lock_guard<std::mutex> lock(mutex);
-        finished.notify_all();
-      }
-    }
-  }
 };
 
 template <int64_t kKind>
@@ -249,8 +207,7 @@ ffi::Error Convolution(ffi::ThreadPool pool, ffi::AnyBuffer a, ffi::AnyBuffer b,
   if (x_shape.size() != 4 || w_shape.size() != 4 || y_shape.size() != 4) {
     return ffi::Error::InvalidArgument("funcnet oneDNN convolution: 2-D convolutions only");
   }
-  auto work = std::make_shared<Work>();
-  Work& w = *work;
+  Work w;
   w.kind = kKind;
   Geometry& g = w.g;
   g.x = Dims(x_shape), g.w = Dims(w_shape), g.y = Dims(y_shape), g.strides = Dims(stride);
@@ -258,41 +215,34 @@ ffi::Error Convolution(ffi::ThreadPool pool, ffi::AnyBuffer a, ffi::AnyBuffer b,
   for (auto d : dilation) g.dilation.push_back(d - 1);
   static const int64_t kOrder[3][3] = {{0, 1, 2}, {2, 1, 0}, {0, 2, 1}};  // (a, b, out) as (x, w, y) indices
   const int64_t shape_sizes[3] = {Product(g.x), Product(g.w), Product(g.y)};
-  int64_t* size = w.size;
-  for (int i = 0; i < 3; ++i) size[i] = shape_sizes[kOrder[kKind][i]];
+  for (int i = 0; i < 3; ++i) w.size[i] = shape_sizes[kOrder[kKind][i]];
   const int64_t count = static_cast<int64_t>(out->element_count());
-  w.slices = size[2] > 0 ? count / size[2] : 0;
-  if (w.slices * size[2] != count || static_cast<int64_t>(a.element_count()) != w.slices * size[0] ||
-      static_cast<int64_t>(b.element_count()) != w.slices * size[1]) {
+  w.slices = w.size[2] > 0 ? count / w.size[2] : 0;
+  if (w.slices * w.size[2] != count || static_cast<int64_t>(a.element_count()) != w.slices * w.size[0] ||
+      static_cast<int64_t>(b.element_count()) != w.slices * w.size[1]) {
     return ffi::Error::InvalidArgument("funcnet oneDNN convolution: buffer sizes do not match the shapes");
   }
   if (w.slices == 0) return ffi::Error::Success();
   w.n = g.x[0];
-  w.chunks = std::max<int64_t>(1, std::min<int64_t>(pool.num_threads(), w.n));
+  const int64_t macs = w.slices * Product(g.y) * Product(g.w) / g.w[0];  // per output: C/groups * kh * kw
+  w.chunks = funcnet_onednn::Blocks(pool, macs / w.slices, w.n);
   w.a = static_cast<float*>(a.untyped_data());
   w.b = static_cast<float*>(b.untyped_data());
   w.out = static_cast<float*>(out->untyped_data());
   if (kKind == kBackwardWeights) {
     w.partial.resize(w.slices * w.chunks);
     for (int64_t item = 0; item < w.slices * w.chunks; ++item) {
-      if (item % w.chunks) w.partial[item].resize(size[2]);
+      if (item % w.chunks) w.partial[item].resize(w.size[2]);
     }
   }
-  for (int64_t helper = 1; helper < std::min<int64_t>(w.chunks, w.slices * w.chunks); ++helper) {
-    pool.Schedule([work] { work->Drain(); });
-  }
-  w.Drain();
-  {
-    std::unique_lock<std::mutex> lock(w.mutex);
-    w.finished.wait(lock, [&] { return w.done.load() == w.slices * w.chunks; });
-  }
-  if (!w.error.empty()) return ffi::Error::Internal("funcnet oneDNN convolution: " + w.error);
-  if (kKind == kBackwardWeights) {  // dW = the sum of the chunks' dW
+  std::string error = funcnet_onednn::RunBlocks(pool, w.slices * w.chunks, [&w](int64_t item) { w.RunItem(item); });
+  if (!error.empty()) return ffi::Error::Internal("funcnet oneDNN convolution: " + error);
+  if (kKind == kBackwardWeights) {  // dW = the sum of the parts' dW
     for (int64_t slice = 0; slice < w.slices; ++slice) {
-      float* target = w.out + slice * size[2];
+      float* target = w.out + slice * w.size[2];
       for (int64_t chunk = 1; chunk < w.chunks; ++chunk) {
         const float* part = w.partial[slice * w.chunks + chunk].data();
-        for (int64_t i = 0; i < size[2]; ++i) target[i] += part[i];
+        for (int64_t i = 0; i < w.size[2]; ++i) target[i] += part[i];
       }
     }
   }

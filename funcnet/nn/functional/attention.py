@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from funcnet.nn.functional.dropout import dropout
+from funcnet.nn.functional.matmul import matmul
 
 
 def safe_softmax(scores: jax.Array, axis: int = -1) -> jax.Array:
@@ -74,7 +75,7 @@ def scaled_dot_product_attention(
         groups = query.shape[-3] // key.shape[-3]
         key = jnp.repeat(key, groups, axis=-3)
         value = jnp.repeat(value, groups, axis=-3)
-    scores = jnp.matmul(query, jnp.swapaxes(key, -1, -2)) * scale_factor
+    scores = matmul(query, key, transpose_b=True) * scale_factor
     neg_inf = jnp.array(-jnp.inf, scores.dtype)
     if is_causal:
         if attn_mask is not None:
@@ -92,4 +93,4 @@ def scaled_dot_product_attention(
                 "scaled_dot_product_attention with dropout_p > 0 needs dropout_key=jax.random.key(...)"
             )
         weights = dropout(weights, dropout_p, training=True, key=dropout_key)
-    return jnp.matmul(weights, value)
+    return matmul(weights, value)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
+
+from funcnet.nn.functional.matmul import matmul
 
 # False: the batched matmul on the [*, in] input, for an in-process A/B (benchmarks/variant_ab.py).
 _FLATTEN_LEADING = True
@@ -20,7 +21,7 @@ def linear(input: jax.Array, weight: jax.Array, bias: jax.Array | None = None) -
     """
     if input.ndim > 2 and _FLATTEN_LEADING:
         lead = input.shape[:-1]
-        y = jnp.matmul(input.reshape(-1, input.shape[-1]), weight.T).reshape(*lead, weight.shape[0])
+        y = matmul(input.reshape(-1, input.shape[-1]), weight, transpose_b=True).reshape(*lead, weight.shape[0])
     else:
-        y = jnp.matmul(input, weight.T)
+        y = matmul(input, weight, transpose_b=True) if input.ndim == 2 else input @ weight.T
     return y if bias is None else y + bias

@@ -30,6 +30,7 @@ import jax.numpy as jnp
 from funcnet.nn import functional as F
 from funcnet.nn import init
 from funcnet.nn.functional.attention import scaled_dot_product_attention
+from funcnet.nn.functional.matmul import matmul
 from funcnet.nn.module import Module
 from funcnet.nn.modules.linear import Linear
 from funcnet.nn.parameter import Parameter
@@ -205,13 +206,13 @@ class MultiheadAttention(Module):
         dropout_key = self.make_rng() if dropout_p > 0.0 else None
         if need_weights:
             q_scaled = q * math.sqrt(1.0 / float(self.head_dim))
-            scores = jnp.matmul(q_scaled, jnp.swapaxes(k, -1, -2))
+            scores = matmul(q_scaled, k, transpose_b=True)
             if attn_mask is not None:
                 scores = scores + attn_mask
             weights = jax.nn.softmax(scores, axis=-1)
             if dropout_p > 0.0:
                 weights = F.dropout(weights, dropout_p, training=True, key=dropout_key)
-            out = jnp.matmul(weights, v)  # [N*heads, L, head_dim]
+            out = matmul(weights, v)  # [N*heads, L, head_dim]
             weights = weights.reshape(bsz, heads, tgt_len, src_len)
             if average_attn_weights:
                 weights = weights.mean(axis=1)

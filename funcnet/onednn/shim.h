@@ -1,0 +1,100 @@
+// What funcnet's oneDNN handlers (conv.cc, matmul.cc) share: the engine, and running a call's
+// independent blocks of work on XLA's own intra-op thread pool.
+//
+// Why not oneDNN's own threading: this oneDNN is built with GNU OpenMP, and a process has one
+// libgomp (torch bundles one with the same soname, so both libraries share it). OpenMP teams
+// started from XLA's threads become extra "managed threads" of that runtime, which then makes
+// every OpenMP barrier in the process sleep instead of spin: torch's CPU ops in the same process
+// ran 33% slower. So each block runs single-threaded oneDNN (no team), and the blocks spread
+// over XLA's pool, which also keeps XLA's thread count (--threads, XLA_FLAGS) the one limit.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "oneapi/dnnl/dnnl.hpp"
+#include "xla/ffi/api/ffi.h"
+
+#if DNNL_CPU_THREADING_RUNTIME == DNNL_RUNTIME_OMP
+#include <omp.h>
+#endif
+
+namespace funcnet_onednn {
+
+inline dnnl::engine& Engine() {
+  static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  return engine;
+}
+
+// oneDNN single-threaded on this thread for the guard's lifetime; the thread's OpenMP setting
+// (shared with torch when the thread is Python's) is restored afterwards.
+class SingleThreaded {
+ public:
+#if DNNL_CPU_THREADING_RUNTIME == DNNL_RUNTIME_OMP
+  SingleThreaded() : previous_(omp_get_max_threads()) { omp_set_num_threads(1); }
+  ~SingleThreaded() { omp_set_num_threads(previous_); }
+
+ private:
+  int previous_;
+#endif
+};
+
+// How many blocks to cut a call of `macs` multiply-adds into (at most `max_blocks`): one per
+// thread of XLA's pool, but none smaller than 4M multiply-adds. Handing a block to the pool costs
+// ~40 us on a 2-core x86 (waking a thread), the time single-threaded oneDNN takes for ~3M; in a
+// chain of float32 products, splitting gained 11% at 17M and lost 3x at 1M.
+inline int64_t Blocks(xla::ffi::ThreadPool& pool, int64_t macs, int64_t max_blocks) {
+  constexpr int64_t kMinBlockMacs = int64_t{1} << 22;
+  const int64_t threads = std::max<int64_t>(1, pool.num_threads());
+  return std::max<int64_t>(1, std::min({threads, max_blocks, macs / kMinBlockMacs}));
+}
+
+// Runs run(0), ..., run(items - 1) on the calling thread and up to threads - 1 tasks of XLA's
+// pool. Items are claimed from a counter by everyone alike, so the call never waits for a task
+// that the busy pool has not started (such a task later finds nothing to do). Returns the first
+// error message, or "" when every item succeeded.
+inline std::string RunBlocks(xla::ffi::ThreadPool& pool, int64_t items, std::function<void(int64_t)> run) {
+  struct State {
+    std::function<void(int64_t)> run;
+    int64_t items = 0;
+    std::atomic<int64_t> next{0};
+    std::atomic<int64_t> done{0};
+    std::mutex mutex;
+    std::condition_variable finished;
+    std::string error;
+
+    void Drain() {
+      SingleThreaded single_threaded;
+      for (int64_t item = next++; item < items; item = next++) {
+        try {
+          run(item);
+        } catch (const std::exception& e) {
+          std::lock_guard<std::mutex> lock(mutex);
+          if (error.empty()) error = e.what();
+        }
+        if (++done == items) {
+          std::lock_guard<std::mutex> lock(mutex);
+          finished.notify_all();
+        }
+      }
+    }
+  };
+  auto state = std::make_shared<State>();
+  state->run = std::move(run);
+  state->items = items;
+  const int64_t helpers = std::min<int64_t>(items, std::max<int64_t>(1, pool.num_threads())) - 1;
+  for (int64_t i = 0; i < helpers; ++i) pool.Schedule([state] { state->Drain(); });
+  state->Drain();
+  std::unique_lock<std::mutex> lock(state->mutex);
+  state->finished.wait(lock, [&] { return state->done.load() == state->items; });
+  return state->error;
+}
+
+}  // namespace funcnet_onednn
