@@ -25,10 +25,12 @@ what would start after it is skipped and listed.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # torch shares the device
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -103,7 +105,9 @@ def parser_with(defaults: dict) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", nargs="+", default=list(mb.MODELS), choices=list(mb.MODELS))
     parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=10, help="train steps per timed sample")
+    parser.add_argument("--steps", type=int, default=10, help="train steps per timed call")
+    parser.add_argument("--min-sample-ms", type=float, default=100.0,
+                        help="repeat the calls so that each timed sample lasts at least this long")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--budget", type=float, default=420.0, help="seconds; later work is skipped")
     parser.add_argument("--no-compile", dest="compile", action="store_false", help="skip torch.compile")
@@ -121,10 +125,17 @@ def parser_with(defaults: dict) -> argparse.ArgumentParser:
     return parser
 
 
+def samples_of_at_least(run: Callable[[], None], min_ms: float) -> int:
+    """How many calls of ``run`` (timed once, warm) make a sample of at least ``min_ms``."""
+    start = time.perf_counter()
+    run()
+    return max(1, math.ceil(min_ms / ((time.perf_counter() - start) * 1e3)))
+
+
 def run(args: argparse.Namespace, title: str = "Train step") -> str:
     """Build, compile and time every model's systems; print progress and return the table."""
     if args.quick:
-        args.batch, args.steps, args.rounds, args.compile = 2, 1, 2, False
+        args.batch, args.steps, args.rounds, args.compile, args.min_sample_ms = 2, 1, 2, False, 0.0
         if "--models" not in sys.argv:
             args.models = ["seed_cnn", "vit", "mobilenet_v2"]
     start = time.perf_counter()
@@ -133,7 +144,8 @@ def run(args: argparse.Namespace, title: str = "Train step") -> str:
     jax_device = jax.devices()[0]
     torch_name = torch.cuda.get_device_name(0) if device == "cuda" else "cpu"
     header = (f"# {title} on {jax_device.device_kind} (jax {jax.__version__}, {jax.default_backend()}) / "
-              f"{torch_name} (torch {torch.__version__})\n\nbatch {args.batch}, {args.steps} steps per sample, "
+              f"{torch_name} (torch {torch.__version__})\n\nbatch {args.batch}, {args.steps} steps per call, calls "
+              f"repeated to samples of at least {args.min_sample_ms:g} ms, "
               f"{args.rounds} interleaved rounds; ratio = median per-round time / torch eager of the same "
               f"dtype; conv lowering (auto) on this backend: "
               f"{'xla' if jax.default_backend() != 'cpu' else 'per-shape CPU rule; oneDNN ' + onednn.status()}\n")
@@ -147,7 +159,11 @@ def run(args: argparse.Namespace, title: str = "Train step") -> str:
         runs, first, base = systems_for(name, args, device, deadline, skipped)
         for run in runs.values():  # warm-up
             run()
-        samples = interleaved(runs, args.rounds, scale=1e3 / args.steps)
+        # Each timed sample lasts at least --min-sample-ms: right after one system's sample the other's
+        # threads are still spinning (OpenMP, XLA's pool), which a few-millisecond sample would feel.
+        repeat = samples_of_at_least(runs[next(iter(base.values()))], args.min_sample_ms)
+        runs = {key: (lambda run=run, repeat=repeat: [run() for _ in range(repeat)]) for key, run in runs.items()}
+        samples = interleaved(runs, args.rounds, scale=1e3 / (args.steps * repeat))
         for key, times in samples.items():
             ms = statistics.median(times)
             ratio = statistics.median(t / b for t, b in zip(times, samples[base[key]], strict=True))

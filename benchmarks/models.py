@@ -2,8 +2,11 @@
 funcnet vs PyTorch eager (and ``torch.compile`` where it compiles within ``--compile-limit``).
 
 The same harness as ``benchmarks/gpu.py`` (see there and ``benchmarks/model_bench.py``) with
-CPU defaults: float32, batch 16 of 3×64×64 (seed CNN 1×28×28), 3 steps per sample, interleaved
-rounds, median of per-round ratios to PyTorch eager; images/s and first-step (compile) time.
+CPU defaults: float32, batch 16 of 3×64×64 (seed CNN 1×28×28), 3 steps per call, calls repeated
+to samples of at least 100 ms (``--min-sample-ms``: the seed CNN's 4 ms steps had been timed 3 at a
+time, and right after torch's sample its OpenMP threads still spin: funcnet / torch read 1.08–1.18
+at 3 steps a sample and 0.93–0.95 at 30), interleaved rounds, median of per-round ratios to
+PyTorch eager; images/s and first-step (compile) time.
 funcnet's models are the native definitions in ``benchmarks/model_defs.py`` (torchvision's
 architectures and ``state_dict`` keys; torch's weights are loaded and the eval outputs compared
 before timing). ``--threads 1`` runs torch and XLA single-threaded (a comparison that does not

@@ -65,6 +65,8 @@ struct Plan {
   dnnl::primitive primitive;
   memory::desc weights;  // the primitive's weight layout (forward, backward-data) or diff-weights layout
   memory::desc scratchpad;
+  bool reorder_weights = false;  // the weight layout differs from OIHW
+  dnnl::reorder weights_reorder;  // OIHW -> weights (forward, backward-data); weights -> OIHW (backward-weights)
 };
 
 std::mutex cache_mutex;
@@ -107,6 +109,14 @@ std::shared_ptr<const Plan> MakePlan(int64_t kind, const Geometry& g) {
     plan->weights = pd.diff_weights_desc();
     plan->scratchpad = pd.scratchpad_desc();
   }
+  plan->reorder_weights = plan->weights != g.weights_user();
+  if (plan->reorder_weights) {  // built once: creating a reorder primitive per call cost more than running it
+    plan->weights_reorder = kind == kBackwardWeights
+                                ? dnnl::reorder(dnnl::reorder::primitive_desc(Engine(), plan->weights, Engine(),
+                                                                              g.weights_user()))
+                                : dnnl::reorder(dnnl::reorder::primitive_desc(Engine(), g.weights_user(), Engine(),
+                                                                              plan->weights));
+  }
   return plan;
 }
 
@@ -137,15 +147,14 @@ void RunSlice(int64_t kind, const Geometry& g, const Plan& plan, dnnl::stream& s
   memory scratchpad(plan.scratchpad, engine);
   std::unordered_map<int, memory> args{{DNNL_ARG_SCRATCHPAD, scratchpad}};
   memory user_weights(g.weights_user(), engine, kind == kBackwardWeights ? out : b);
-  memory weights = user_weights;
-  if (plan.weights != g.weights_user()) weights = memory(plan.weights, engine);
+  memory weights = plan.reorder_weights ? memory(plan.weights, engine) : user_weights;
   if (kind == kForward) {
-    if (weights != user_weights) dnnl::reorder(user_weights, weights).execute(stream, user_weights, weights);
+    if (plan.reorder_weights) plan.weights_reorder.execute(stream, user_weights, weights);
     args[DNNL_ARG_SRC] = memory(g.activation(g.x), engine, a);
     args[DNNL_ARG_WEIGHTS] = weights;
     args[DNNL_ARG_DST] = memory(g.activation(g.y), engine, out);
   } else if (kind == kBackwardData) {
-    if (weights != user_weights) dnnl::reorder(user_weights, weights).execute(stream, user_weights, weights);
+    if (plan.reorder_weights) plan.weights_reorder.execute(stream, user_weights, weights);
     args[DNNL_ARG_DIFF_DST] = memory(g.activation(g.y), engine, a);
     args[DNNL_ARG_WEIGHTS] = weights;
     args[DNNL_ARG_DIFF_SRC] = memory(g.activation(g.x), engine, out);
@@ -155,9 +164,7 @@ void RunSlice(int64_t kind, const Geometry& g, const Plan& plan, dnnl::stream& s
     args[DNNL_ARG_DIFF_WEIGHTS] = weights;
   }
   plan.primitive.execute(stream, args);
-  if (kind == kBackwardWeights && weights != user_weights) {
-    dnnl::reorder(weights, user_weights).execute(stream, weights, user_weights);
-  }
+  if (kind == kBackwardWeights && plan.reorder_weights) plan.weights_reorder.execute(stream, weights, user_weights);
   stream.wait();
 }
 
@@ -190,8 +197,7 @@ struct Work {
       if (chunk > 0) po = partial[item].data();
     }
     auto plan = GetPlan(kind, part);
-    dnnl::stream stream(Engine());
-    RunSlice(kind, part, *plan, stream, pa, pb, po);
+    RunSlice(kind, part, *plan, funcnet_onednn::Stream(), pa, pb, po);
   }
 };
 

@@ -76,7 +76,7 @@ void RunBlock(const Block& blk, int64_t b0, int64_t r0, const float* a, const fl
   auto* pb = const_cast<float*>(b + b0 * k * n);
   float* pc = c + b0 * m * n + r0 * n;
   memory scratchpad(plan->scratchpad, engine);
-  dnnl::stream stream(engine);
+  dnnl::stream& stream = funcnet_onednn::Stream();
   plan->primitive.execute(stream, {{DNNL_ARG_SRC, memory(plan->a, engine, pa)},
                                    {DNNL_ARG_WEIGHTS, memory(plan->b, engine, pb)},
                                    {DNNL_ARG_DST, memory(plan->c, engine, pc)},

@@ -33,6 +33,12 @@ inline dnnl::engine& Engine() {
   return engine;
 }
 
+// This thread's stream (a stream is not thread-safe; creating one per call costs microseconds).
+inline dnnl::stream& Stream() {
+  thread_local dnnl::stream stream(Engine());
+  return stream;
+}
+
 // oneDNN single-threaded on this thread for the guard's lifetime; the thread's OpenMP setting
 // (shared with torch when the thread is Python's) is restored afterwards.
 class SingleThreaded {
