@@ -270,3 +270,74 @@ def test_mha_errors():
         fm.apply(params, x, x, x, is_causal=True)
     with pytest.raises(ValueError, match="divisible"):
         nn.MultiheadAttention(6, 4)
+
+
+@pytest.mark.parametrize("batch_first", [False, True])
+@pytest.mark.parametrize("need_weights", [False, True])
+def test_self_attention_packed_in_projection_matches_torch(batch_first, need_weights):
+    """query is key is value: one [T·N, E]·[E, 3E] in-projection, as torch's _in_projection_packed;
+    forward and gradients (parameters and the shared input) equal torch's and funcnet's three
+    separate projections."""
+    import funcnet.nn.modules.attention as attention_module
+
+    fm, tm, params = make_mha(batch_first=batch_first)
+    rng = np.random.default_rng(4)
+    x = randn(rng, *((3, 5, 8) if batch_first else (5, 3, 8)))
+    rw = randn(rng, *x.shape)
+
+    def loss(params, x):
+        out, w = fm.apply(params, x, x, x, need_weights=need_weights)
+        return jnp.sum(out * rw) + (jnp.sum(w ** 2) if w is not None else 0.0)
+
+    results = {}
+    for packed in (True, False):
+        attention_module._PACKED_IN_PROJECTION = packed
+        try:
+            results[packed] = jax.jit(jax.value_and_grad(loss, (0, 1)))(params, jnp.asarray(x))
+        finally:
+            attention_module._PACKED_IN_PROJECTION = True
+    tx = torch.tensor(x, requires_grad=True)
+    t_out, t_w = tm(tx, tx, tx, need_weights=need_weights)
+    total = (t_out * torch.tensor(rw)).sum() + ((t_w ** 2).sum() if t_w is not None else 0.0)
+    total.backward()
+    value, (gp, gx) = results[True]
+    assert_close(value, total)
+    assert_close(gx, tx.grad, atol=2e-6)
+    grads = fm.state_dict(gp)
+    for name, param in tm.named_parameters():
+        assert_close(grads[name], param.grad, atol=2e-6)
+    for a, b in zip(jax.tree.leaves(results[True]), jax.tree.leaves(results[False]), strict=True):
+        assert_close(a, b, atol=2e-6)
+
+
+def test_sdpa_second_derivatives_and_jvp_match_torch():
+    """The softmax's own derivative rule (row sums as a product with ones on CPU): gradients of
+    gradients and a JVP through scaled_dot_product_attention, against torch's double backward and
+    torch.func.jvp; masked rows included."""
+    rng = np.random.default_rng(5)
+    q, k, v = (randn(rng, 2, 2, 4, 6) for _ in range(3))
+    mask = rng.random((4, 4)) > 0.3
+    mask[1] = False  # a fully masked query row: zeros, finite gradients
+
+    def f(q, k, v):
+        return F.scaled_dot_product_attention(q, k, v, jnp.asarray(mask))
+
+    def tf(q, k, v):  # torch's math kernel: its fused CPU kernel has no double backward
+        with torch.nn.attention.sdpa_kernel(torch.nn.attention.SDPBackend.MATH):
+            return TF.scaled_dot_product_attention(q, k, v, torch.tensor(mask))
+
+    def grad_norm(q, k, v):
+        gq, gk = jax.grad(lambda q, k: jnp.sum(jnp.sin(f(q, k, v))), (0, 1))(q, k)
+        return jnp.sum(gq ** 2) + jnp.sum(gk * q)
+
+    hq, hk = jax.jit(jax.grad(grad_norm, (0, 1)))(q, k, v)
+    tq, tk, tv = (torch.tensor(a, requires_grad=True) for a in (q, k, v))
+    tgq, tgk = torch.autograd.grad(torch.sin(tf(tq, tk, tv)).sum(), (tq, tk), create_graph=True)
+    ((tgq ** 2).sum() + (tgk * tq).sum()).backward()
+    assert_close(hq, tq.grad, atol=2e-5)
+    assert_close(hk, tk.grad, atol=2e-5)
+    dq, dk, dv = (randn(rng, *q.shape) for _ in range(3))
+    out, tangent = jax.jvp(f, (q, k, v), (dq, dk, dv))
+    t_out, t_tangent = torch.func.jvp(tf, tuple(map(torch.tensor, (q, k, v))), tuple(map(torch.tensor, (dq, dk, dv))))
+    assert_close(out, t_out)
+    assert_close(tangent, t_tangent, atol=2e-6)

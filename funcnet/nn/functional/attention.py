@@ -22,6 +22,7 @@ import jax.numpy as jnp
 
 from funcnet.nn.functional.dropout import dropout
 from funcnet.nn.functional.matmul import matmul
+from funcnet.nn.functional.row_sums import row_sums
 
 
 def safe_softmax(scores: jax.Array, axis: int = -1) -> jax.Array:
@@ -30,8 +31,29 @@ def safe_softmax(scores: jax.Array, axis: int = -1) -> jax.Array:
     The masked rows are replaced before the softmax as well, so gradients stay finite.
     """
     all_masked = jnp.all(scores == -jnp.inf, axis=axis, keepdims=True)
-    weights = jax.nn.softmax(jnp.where(all_masked, jnp.zeros((), scores.dtype), scores), axis=axis)
+    scores = jnp.where(all_masked, jnp.zeros((), scores.dtype), scores)
+    last = axis in (-1, scores.ndim - 1)
+    weights = _softmax_last_axis(scores) if last and _ROW_SUMS_BACKWARD else jax.nn.softmax(scores, axis=axis)
     return jnp.where(all_masked, jnp.zeros((), weights.dtype), weights)
+
+
+# False: jax.nn.softmax's own backward, for an in-process A/B (benchmarks/variant_ab.py).
+_ROW_SUMS_BACKWARD = True
+
+
+@jax.custom_jvp
+def _softmax_last_axis(x: jax.Array) -> jax.Array:
+    """``jax.nn.softmax(x, axis=-1)`` whose derivative ``y·(ẋ − Σ y·ẋ)`` sums rows with ``row_sums``
+    (a GEMV on CPU): the attention softmax's backward over [64, 1, 65, 65] was XLA:CPU's slowest
+    fusion in the benchmark ViT (1.3-1.5 ms a layer)."""
+    return jax.nn.softmax(x, axis=-1)
+
+
+@_softmax_last_axis.defjvp
+def _softmax_last_axis_jvp(primals, tangents):
+    (x,), (x_dot,) = primals, tangents
+    y = _softmax_last_axis(x)
+    return y, y * (x_dot - row_sums(y * x_dot))
 
 
 def causal_mask(target_len: int, source_len: int) -> jax.Array:

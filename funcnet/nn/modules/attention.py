@@ -35,6 +35,8 @@ from funcnet.nn.module import Module
 from funcnet.nn.modules.linear import Linear
 from funcnet.nn.parameter import Parameter
 
+# False: three separate in-projections for self-attention too, for an in-process A/B.
+_PACKED_IN_PROJECTION = True
 
 class NonDynamicallyQuantizableLinear(Linear):
     """torch's name for MultiheadAttention's ``out_proj``: a plain ``Linear``."""
@@ -126,6 +128,7 @@ class MultiheadAttention(Module):
                 attn_mask: jax.Array | None = None, average_attn_weights: bool = True,
                 is_causal: bool = False) -> tuple[jax.Array, jax.Array | None]:
         batched = query.ndim == 3
+        self_attention = query is key and key is value  # torch's test for its packed in-projection
         self._check("query", query, self.embed_dim, batched)
         self._check("key", key, self.kdim, batched)
         self._check("value", value, self.vdim, batched)
@@ -158,13 +161,18 @@ class MultiheadAttention(Module):
         # input projections
         bias = self.in_proj_bias if "in_proj_bias" in self._parameters else None
         b_q, b_k, b_v = (None, None, None) if bias is None else jnp.split(bias, 3)
-        if self._qkv_same_embed_dim:
-            w_q, w_k, w_v = jnp.split(self.in_proj_weight, 3)
+        if self._qkv_same_embed_dim and self_attention and _PACKED_IN_PROJECTION:
+            # one [T·N, E]·[E, 3E] product, as torch's _in_projection_packed: on CPU one large product
+            # (oneDNN's) instead of three: the benchmark ViT's train step 0.95x the time
+            q, k, v = jnp.split(F.linear(query, self.in_proj_weight, bias), 3, axis=-1)
         else:
-            w_q, w_k, w_v = self.q_proj_weight, self.k_proj_weight, self.v_proj_weight
-        q = F.linear(query, w_q, b_q)
-        k = F.linear(key, w_k, b_k)
-        v = F.linear(value, w_v, b_v)
+            if self._qkv_same_embed_dim:
+                w_q, w_k, w_v = jnp.split(self.in_proj_weight, 3)
+            else:
+                w_q, w_k, w_v = self.q_proj_weight, self.k_proj_weight, self.v_proj_weight
+            q = F.linear(query, w_q, b_q)
+            k = F.linear(key, w_k, b_k)
+            v = F.linear(value, w_v, b_v)
 
         if attn_mask is not None:
             if attn_mask.ndim == 2:
