@@ -202,7 +202,10 @@ def test_auto_rule_gives_dense_convolutions_to_onednn():
     assert rule((16, 256, 4, 4), (256, 256, 3, 3), padding=1) == "patches"  # 4x4 outputs
     assert rule((16, 3, 64, 64), (192, 3, 8, 8), stride=8) == "patches"  # patchify (ViT): a reshape + matmul
     assert rule((16, 96, 16, 16), (192, 96, 2, 2), stride=2) == "patches"
-    assert rule((16, 256, 16, 16), (64, 256, 1, 1)) == "pointwise"
+    assert rule((16, 256, 16, 16), (64, 256, 1, 1)) == "onednn"  # 1x1 on 16x16: oneDNN's
+    assert rule((16, 256, 8, 8), (512, 256, 1, 1)) == "onednn"  # 8x8 outputs: from here
+    assert rule((16, 256, 8, 8), (512, 256, 1, 1), stride=2) == "pointwise"  # 4x4 outputs
+    assert rule((16, 1024, 4, 4), (256, 1024, 1, 1)) == "pointwise"
     assert rule((16, 96, 16, 16), (96, 1, 3, 3), padding=1, groups=96) == "depthwise"
     assert rule((16, 64, 16, 16), (64, 64, 3, 3), padding=1, dtype=jnp.bfloat16) == "xla"  # float32 only
     assert rule((16, 64, 64), (64, 64, 3), padding=1) == "xla"  # 2-D only

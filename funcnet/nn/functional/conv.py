@@ -9,6 +9,10 @@ Lowerings (``conv_lowering`` says which one a shape gets; ``funcnet.backends`` f
 
 - ``"xla"``: one ``lax.conv_general_dilated`` (transposed: of the stride-dilated input with
   the flipped kernel). cuDNN on GPU — the default on every backend but CPU.
+- ``"onednn"`` (CPU, float32, 2-D): oneDNN's convolution kernels, the ones behind torch's CPU
+  ``conv2d``, as three JAX primitives (``funcnet.onednn``: forward, input and weight gradients,
+  differentiable to any order). Needs oneDNN installed (``pip install 'funcnet[onednn]'``) and a
+  C++ compiler for its small XLA FFI shim; without them the rule below picks ``"xla"`` there.
 - ``"patches"``: im2col from strided slices + one (per-group batched) matmul. Its autodiff
   backward is matmuls plus pads/adds (col2im), never an XLA convolution.
 - ``"pointwise"`` (1×1 kernels, ``groups == 1``): one channels-last ``[N·S, C]·[C, O]`` matmul
@@ -33,17 +37,31 @@ depthwise 3×3 / 5×5 (every size)             0.02–0.30 (XLA: C_in       dept
                                              tiny convolutions)
 grouped 3×3, 32 groups (ResNeXt-like)        0.003–0.02                 patches
 transposed 2×2…4×4, stride 2                 0.2–1.0                    col2im
-1×1 (pointwise, any stride)                  0.33–1.0 (median ≈ 0.67)   pointwise
+1×1 (pointwise, any stride)                  0.33–1.0 (median ≈ 0.67)   pointwise (onednn
+                                                                         from 8×8 outputs)
 3×3, outputs 2×2 (512→512, 256→512/2 ...)    0.03–0.06 (XLA 0.4–2 s)    patches
 3×3, outputs 4×4 (256→256, 256→256/2)        0.86–0.96 (Eigen, below)   patches
-3×3, outputs ≥ 8×8 (64→64 at 16×16 ...)      1.2–1.7                    xla
-stem 7×7/2, 3 channels at 64×64              3.6                        xla
+patchify (stride = kernel: ViT, ConvNeXt)    0.67–0.93 (vs XLA, oneDNN) patches
+3×3, outputs ≥ 8×8 (64→64 at 16×16 ...)      1.2–1.7                    onednn (else xla)
+stem 7×7/2, 3 channels at 64×64              3.6                        onednn (else xla)
 ==========================================  =========================  ===============
 
-So on CPU: transposed → col2im; depthwise → depthwise; 1×1 → pointwise (channels-last
+So on CPU: transposed → col2im; depthwise → depthwise; 1×1 → oneDNN from 8×8 outputs when
+available, else pointwise (channels-last
 patches: whole ResNet-50 / MobileNetV2 / ResNet-18 train steps 0.80–0.95 / 0.95–0.97 / 0.98–1.01× the
 time with the NC* patches, ``benchmarks/variant_ab.py``); grouped → patches; other kernels → patches
-when the output has at most 16 positions per image (4×4), else XLA.
+when the output has at most 16 positions per image (4×4) or the windows do not overlap (stride =
+kernel), else oneDNN when available, else XLA.
+
+oneDNN against XLA's convolution (Eigen's), measured on a 2-core x86 with AVX-512 (1 Dec 2026):
+per layer (``conv_layers.py --impls auto onednn``), the ResNet 3×3 layers that now take oneDNN run
+at 0.44–0.72× torch's time (Eigen's: 0.99–1.22×), the stems at 0.61–0.64×; after this, every conv
+shape of ResNet-18/50, MobileNetV2 and EfficientNet-B0 ran at or below 1.00× torch's. Whole train
+steps with oneDNN against without (``variant_ab.py --switch conv._CPU_ONEDNN``): ResNet-18 0.84,
+ResNet-50 0.95, seed CNN 0.88, MobileNetV2 0.99. The 1×1 layers with outputs of 8×8 or more take
+oneDNN too: per layer 0.49–0.76× torch's time, where ``pointwise`` read 0.59–1.71× (its per-layer
+time swings with the system timed just before); whole steps are unchanged by it (ResNet-50 0.996,
+MobileNetV2 0.993). On smaller maps ``pointwise`` stays (0.14–0.85× against oneDNN's 0.59–1.16×).
 
 The table was measured with XLA's default CPU kernels, YNNPACK's single-threaded convolutions.
 funcnet's compiled steps now compile with ``funcnet.backends.compiler_options()``, which moves XLA's
@@ -363,6 +381,11 @@ _CPU_PATCHES_UP_TO_POSITIONS = 16
 # The dense 2-D convolutions left to XLA above (outputs larger than 4x4) go to oneDNN when it is
 # available (see the module docstring). False: XLA's, for an in-process A/B.
 _CPU_ONEDNN = True
+# 1x1 convolutions with outputs of 8x8 and more go to oneDNN too: per layer 0.49-0.76x torch's time
+# where "pointwise" measured 0.59-1.71x (its per-layer times swing with the neighbouring system);
+# on smaller maps "pointwise" is faster (0.14-0.85x against oneDNN's 0.59-1.16x).
+_CPU_ONEDNN_POINTWISE = True
+_CPU_ONEDNN_POINTWISE_FROM_POSITIONS = 64
 
 
 def conv_lowering(input_shape: Sequence[int], weight_shape: Sequence[int], stride: IntOrTuple = 1,
@@ -407,7 +430,9 @@ def conv_lowering(input_shape: Sequence[int], weight_shape: Sequence[int], strid
     to_onednn = (impl == "auto" and _CPU_ONEDNN and n == 2 and groups == 1 and jnp.dtype(dtype) == jnp.float32
                  and onednn.available())
     if groups == 1 and all(k == 1 for k in weight_shape[2:]) and _POINTWISE_LOWERING:
-        return "pointwise"  # also against oneDNN's: whole ResNet-50 / MobileNetV2 steps 0.996 / 1.001
+        if to_onednn and _CPU_ONEDNN_POINTWISE and positions >= _CPU_ONEDNN_POINTWISE_FROM_POSITIONS:
+            return "onednn"
+        return "pointwise"
     if impl == "matmul" or groups > 1:
         return "patches"
     if positions <= _CPU_PATCHES_UP_TO_POSITIONS or _non_overlapping(weight_shape[2:], stride_t, dilation_t):
