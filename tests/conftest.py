@@ -78,6 +78,17 @@ def assert_close(actual, expected, rtol=1e-5, atol=1e-6):
     funcnet_testing.assert_close(actual, expected, rtol=rtol, atol=atol, check_dtype=False, equal_nan=True)
 
 
+def assert_close_to_scale(actual, expected, rtol=1e-5):
+    """``actual`` equals ``expected`` (a torch tensor or array) to ``rtol`` relative, with an absolute
+    slack of ``rtol`` × max(1, max |expected|): for sums of many terms (convolutions, products),
+    whose rounding scales with the largest values rather than with each element."""
+    expected = expected.detach().numpy() if hasattr(expected, "detach") else np.asarray(expected)
+    actual = np.asarray(actual)
+    assert actual.shape == expected.shape, (actual.shape, expected.shape)
+    scale = max(1.0, float(np.abs(expected).max()))
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=rtol * scale)
+
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

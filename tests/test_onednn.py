@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
+from conftest import assert_close_to_scale
 
 import funcnet.nn as nn
 import funcnet.nn.functional as F
@@ -35,14 +36,6 @@ def test_available_where_the_test_extra_installs_it():
 
 
 needs_onednn = pytest.mark.skipif(not PIP_WHEELS, reason="oneDNN pip wheels exist for Linux x86-64 only")
-
-
-def assert_close(actual, expected, rtol=1e-5):
-    expected = expected.detach().numpy() if hasattr(expected, "detach") else np.asarray(expected)
-    actual = np.asarray(actual)
-    assert actual.shape == expected.shape, (actual.shape, expected.shape)
-    scale = max(1.0, float(np.abs(expected).max()))
-    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=rtol * scale)
 
 
 def primitives(fn, *args):
@@ -92,10 +85,10 @@ def test_forced_onednn_matches_torch(case):
     tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
     tout = TF.conv2d(tx, tw, tb, **kwargs)
     tout.backward(torch.tensor(ct))
-    assert_close(out, tout)
-    assert_close(gx, tx.grad)
-    assert_close(gw, tw.grad)
-    assert_close(gb, tb.grad)
+    assert_close_to_scale(out, tout)
+    assert_close_to_scale(gx, tx.grad)
+    assert_close_to_scale(gw, tw.grad)
+    assert_close_to_scale(gb, tb.grad)
 
 
 @needs_onednn
@@ -124,10 +117,10 @@ def test_second_derivatives_and_forward_mode_match_torch():
     with backends.conv_impl("onednn"):
         hx, hw = jax.jit(jax.grad(grad_fn, argnums=(0, 1)))(x, w)
         out, tangent = jax.jvp(lambda x, w: F.conv2d(x, w, **kw), (x, w), (dx, dw))
-    assert_close(hx, tx.grad, rtol=2e-5)
-    assert_close(hw, tw.grad, rtol=2e-5)
-    assert_close(out, t_out)
-    assert_close(tangent, t_tangent)
+    assert_close_to_scale(hx, tx.grad, rtol=2e-5)
+    assert_close_to_scale(hw, tw.grad, rtol=2e-5)
+    assert_close_to_scale(out, t_out)
+    assert_close_to_scale(tangent, t_tangent)
 
 
 def _conv(x, w):
@@ -163,7 +156,7 @@ def test_vmap_scan_and_eager_agree_with_xla():
         ours, ref = run(_conv), run(_reference)
         for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(ref), strict=True):
             assert a.shape == b.shape, i
-            assert_close(a, b, rtol=2e-5)
+            assert_close_to_scale(a, b, rtol=2e-5)
 
 
 @needs_onednn
@@ -236,7 +229,7 @@ def test_resnet_block_trains_the_same_with_and_without_onednn():
             assert ("funcnet_onednn_conv" in primitives(loss, params)) == (impl == "auto")
             results[impl] = jax.jit(jax.value_and_grad(loss))(params)
     for a, b in zip(jax.tree.leaves(results["auto"]), jax.tree.leaves(results["xla"]), strict=True):
-        assert_close(a, b, rtol=2e-5)
+        assert_close_to_scale(a, b, rtol=2e-5)
 
 
 def test_unavailable_onednn_falls_back_or_raises_when_forced(monkeypatch):
@@ -337,7 +330,7 @@ def test_matmul_values_gradients_and_transforms(transpose_a, transpose_b):
     for i, check in enumerate(checks):
         for x, y in zip(jax.tree.leaves(check(ours)), jax.tree.leaves(check(ref)), strict=True):
             assert x.shape == y.shape, i
-            assert_close(x, y, rtol=2e-5)
+            assert_close_to_scale(x, y, rtol=2e-5)
     assert "funcnet_onednn_matmul" in primitives(ours, a, b)
 
 
@@ -374,9 +367,9 @@ def test_linear_and_attention_through_onednn_match_torch(small_products_to_onedn
         targs = [torch.tensor(a, requires_grad=True) for a in args]
         tout = torch_fn(*targs)
         tout.backward(torch.tensor(ct))
-        assert_close(out, tout)
+        assert_close_to_scale(out, tout)
         for g, t in zip(grads, targs, strict=True):
-            assert_close(g, t.grad)
+            assert_close_to_scale(g, t.grad)
 
 
 @needs_onednn
@@ -406,12 +399,12 @@ def test_products_large_enough_to_split_over_the_pool():
     ref = jax.jit(jax.value_and_grad(
         lambda x, w: jnp.sum(jnp.sin(jax.lax.conv_general_dilated(x, w, (1, 1), pads))), argnums=(0, 1)))
     for a, b in zip(jax.tree.leaves(ours(x, w)), jax.tree.leaves(ref(x, w)), strict=True):
-        assert_close(a, b, rtol=1e-4)
+        assert_close_to_scale(a, b, rtol=1e-4)
     for transpose_a in (False, True):
         for transpose_b in (False, True):
             for lead in ((), (2,)):  # 1041x520x96: 52M multiply-adds, rows split; two entries: entries split
                 a_shape = lead + ((520, 1041) if transpose_a else (1041, 520))
                 b_shape = lead + ((96, 520) if transpose_b else (520, 96))
                 a, b = (jnp.asarray(rng.standard_normal(s).astype(np.float32)) for s in (a_shape, b_shape))
-                assert_close(onednn.matmul(a, b, transpose_a, transpose_b), _op(a, transpose_a) @ _op(b, transpose_b),
-                             rtol=1e-4)
+                expected = _op(a, transpose_a) @ _op(b, transpose_b)
+                assert_close_to_scale(onednn.matmul(a, b, transpose_a, transpose_b), expected, rtol=1e-4)
