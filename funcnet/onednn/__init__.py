@@ -1,12 +1,14 @@
-"""oneDNN convolutions for XLA:CPU: the kernels behind torch's CPU ``conv2d``, as JAX primitives.
+"""oneDNN for XLA:CPU: the kernels behind torch's CPU ``conv2d`` and ``matmul``, as JAX primitives.
 
 XLA:CPU's own convolutions (Eigen's, or YNNPACK's single-threaded ones) are 1.2–1.9× slower than
-torch's oneDNN on the 3×3 layers of a ResNet. When oneDNN is installed (``pip install
-'funcnet[onednn]'``) and a C++ compiler is present, funcnet builds a small XLA FFI shim against it
-(once per machine, cached) and ``F.conv2d``'s CPU rule hands float32 convolutions where it is
-faster to :func:`conv2d` (``funcnet.nn.functional.conv_lowering`` says which shapes; the
-measurements are in that module's docstring). Without it, nothing changes: the convolutions keep
-XLA's lowerings, and :func:`status` says why.
+torch's oneDNN on the 3×3 layers of a ResNet, and its dots 1.4–2.2× slower than torch's on a small
+ViT's products. When oneDNN is installed (``pip install 'funcnet[onednn]'``) and a C++ compiler is
+present, funcnet builds a small XLA FFI shim against it (once per machine, cached). ``F.conv2d``'s
+CPU rule then hands float32 convolutions to :func:`conv2d` where that is faster
+(``funcnet.nn.functional.conv_lowering`` says which shapes), and ``linear``/attention hand their
+large float32 products to :func:`matmul` (``funcnet.nn.functional.matmul.matmul_lowering``). The
+measurements are in those modules' docstrings. Without oneDNN, nothing changes: XLA's lowerings
+stay, and :func:`status` says why.
 
 - :func:`available` — whether the shim is built and loaded (builds it on the first call).
 - :func:`status` — one line: ``"available: oneDNN 3.2.0 (...)"`` or ``"unavailable: <reason>"``.
@@ -38,7 +40,7 @@ def _outcome() -> tuple[bool, str]:
 
 
 def available() -> bool:
-    """Whether oneDNN convolutions can run in this process (builds and loads the shim once)."""
+    """Whether oneDNN's kernels can run in this process (builds and loads the shim once)."""
     return _outcome()[0]
 
 

@@ -11,8 +11,8 @@ on a machine takes a few seconds, later processes load the cached library. The f
 under a temporary name and renamed into place, so concurrent processes (pytest-xdist workers)
 and interrupted builds never load a partial library.
 
-Nothing here runs at ``import funcnet``: the first convolution that the rule would give to
-oneDNN calls :func:`available`, which builds and loads once per process. Any failure (no
+Nothing here runs at ``import funcnet``: the first convolution or product that a rule would give
+to oneDNN calls ``funcnet.onednn.available()``, which builds and loads once per process. Any failure (no
 oneDNN, no compiler, a compile error, another OS) leaves oneDNN unavailable, with the reason in
 :func:`status`; convolutions then keep XLA's lowerings.
 """
@@ -141,7 +141,8 @@ def _build(include: Path, library: Path) -> Path:
 def load() -> tuple[ctypes.CDLL, str]:
     """Build (once per machine), load and register the shim (once per process): ``(library, version)``.
 
-    Raises :class:`Unavailable` with the reason; the result (or the failure) is cached.
+    Raises :class:`Unavailable` with the reason (``funcnet.onednn`` keeps the outcome for the
+    process), ``ValueError`` for a ``$FUNCNET_ONEDNN`` that is neither on nor off.
     """
     setting = os.environ.get(SWITCH_ENV_VAR, "").strip().lower()
     if setting in ("0", "off", "false", "no"):

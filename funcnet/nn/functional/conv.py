@@ -55,8 +55,8 @@ kernel), else oneDNN when available, else XLA.
 
 oneDNN against XLA's convolution (Eigen's), measured on a 2-core x86 with AVX-512 (1 Dec 2026):
 per layer (``conv_layers.py --impls auto onednn``), the ResNet 3×3 layers that now take oneDNN run
-at 0.44–0.72× torch's time (Eigen's: 0.99–1.22×), the stems at 0.61–0.64×; after this, every conv
-shape of ResNet-18/50, MobileNetV2 and EfficientNet-B0 ran at or below 1.00× torch's. Whole train
+at 0.44–0.72× torch's time (Eigen's: 0.99–1.22×), the stems at 0.61–0.64× (one run; per-layer
+ratios move by up to 2× between runs, ``benchmarks/RESULTS.md``). Whole train
 steps with oneDNN against without (``variant_ab.py --switch conv._CPU_ONEDNN``): ResNet-18 0.84,
 ResNet-50 0.95, seed CNN 0.88, MobileNetV2 0.99. The 1×1 layers with outputs of 8×8 or more take
 oneDNN too: per layer 0.49–0.76× torch's time, where ``pointwise`` read 0.59–1.71× (its per-layer

@@ -5,9 +5,10 @@ is a stride, never a copy) for ``a`` ``[*batch, M, K]`` and ``b`` ``[*batch, K, 
 K]``), as ``jnp.matmul``. :func:`matmul_lowering` says which kernel a product gets:
 
 - ``"onednn"``: on CPU, float32, equal batch dimensions, when ``funcnet.onednn`` is available.
-  On a 2-core x86 with AVX-512 (jax 0.10.2), XLA:CPU's dots (YNNPACK/Eigen) took 1.3–1.9× torch's
-  time for a small ViT's ``linear`` layers and 4–7× for its attention products; oneDNN's
-  (``funcnet.onednn.matmul``) 0.6–0.9× and 1.1–1.3× (``benchmarks/RESULTS.md``).
+  On a 2-core x86 with AVX-512 (jax 0.10.2), alone, forward: XLA:CPU's dots (YNNPACK/Eigen) took
+  1.4–2.2× torch's time for a small ViT's ``linear`` products and 4–7× for its attention products;
+  oneDNN's (``funcnet.onednn.matmul``) 1.1–1.6× and 2.3–2.5×. In whole steps the small ViT took
+  0.91× the time with them (``benchmarks/RESULTS.md``).
 - ``"xla"``: ``jnp.matmul`` otherwise (and always on GPU/TPU).
 
 ``FUNCNET_ONEDNN=off`` keeps every product on XLA's dots.
