@@ -230,8 +230,8 @@ ffi::Error Convolution(ffi::ThreadPool pool, ffi::AnyBuffer a, ffi::AnyBuffer b,
   }
   if (w.slices == 0) return ffi::Error::Success();
   w.n = g.x[0];
-  const int64_t macs = w.slices * Product(g.y) * Product(g.w) / g.w[0];  // per output: C/groups * kh * kw
-  w.chunks = funcnet_onednn::Blocks(pool, macs / w.slices, w.n);
+  const int64_t slice_macs = Product(g.y) * (Product(g.w) / g.w[0]);  // outputs x (C/groups * kh * kw)
+  w.chunks = funcnet_onednn::Blocks(pool, slice_macs, w.n);
   w.a = static_cast<float*>(a.untyped_data());
   w.b = static_cast<float*>(b.untyped_data());
   w.out = static_cast<float*>(out->untyped_data());
