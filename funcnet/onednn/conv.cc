@@ -16,9 +16,7 @@
 // Built by funcnet/onednn/_build.py against the oneDNN and XLA FFI headers of the installed
 // packages; nothing here is part of funcnet's Python import path until that build succeeds.
 #include <cstdint>
-#include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -32,6 +30,7 @@ using Tag = memory::format_tag;
 namespace {
 
 using funcnet_onednn::Engine;
+using funcnet_onednn::UserScratchpad;
 
 enum Kind : int64_t { kForward = 0, kBackwardData = 1, kBackwardWeights = 2 };
 
@@ -68,18 +67,6 @@ struct Plan {
   bool reorder_weights = false;  // the weight layout differs from OIHW
   dnnl::reorder weights_reorder;  // OIHW -> weights (forward, backward-data); weights -> OIHW (backward-weights)
 };
-
-std::mutex cache_mutex;
-std::map<std::vector<int64_t>, std::shared_ptr<const Plan>>& Cache() {
-  static auto* cache = new std::map<std::vector<int64_t>, std::shared_ptr<const Plan>>();
-  return *cache;
-}
-
-dnnl::primitive_attr UserScratchpad() {
-  dnnl::primitive_attr attr;
-  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);  // per call: safe when XLA runs calls concurrently
-  return attr;
-}
 
 dnnl::convolution_forward::primitive_desc ForwardDesc(const Geometry& g) {
   return dnnl::convolution_forward::primitive_desc(
@@ -121,15 +108,8 @@ std::shared_ptr<const Plan> MakePlan(int64_t kind, const Geometry& g) {
 }
 
 std::shared_ptr<const Plan> GetPlan(int64_t kind, const Geometry& g) {
-  std::vector<int64_t> key = g.Key(kind);
-  {
-    std::lock_guard<std::mutex> lock(cache_mutex);
-    auto it = Cache().find(key);
-    if (it != Cache().end()) return it->second;
-  }
-  auto plan = MakePlan(kind, g);  // outside the lock: primitive creation JIT-compiles kernels
-  std::lock_guard<std::mutex> lock(cache_mutex);
-  return Cache().emplace(std::move(key), std::move(plan)).first->second;
+  static auto* cache = new funcnet_onednn::PlanCache<std::vector<int64_t>, Plan>();
+  return cache->Get(g.Key(kind), [&] { return MakePlan(kind, g); });
 }
 
 int64_t Product(const memory::dims& dims) {

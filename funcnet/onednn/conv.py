@@ -22,15 +22,15 @@ primitives (``funcnet.nn.functional.conv_lowering`` picks them on CPU only).
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from functools import partial
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.extend.core import Primitive
 from jax.interpreters import ad, batching, mlir
+
+from funcnet.onednn._primitives import check_float32, new_primitive, require_available, with_leading_batch
 
 _NHWC = (0, 2, 3, 1)
 
@@ -47,18 +47,12 @@ def output_hw(x_hw: Sequence[int], kernel_hw: Sequence[int], stride: Sequence[in
                  for i in range(2))
 
 
-def _shapes(lead: tuple[int, ...], n: int, c_in: int, c_out: int, p: dict):
-    """Logical NCHW shapes ``(x, w, y)`` of one slice, and the batch ``lead`` in front of each."""
+def _shapes(n: int, c_in: int, c_out: int, p: dict):
+    """Logical NCHW/OIHW shapes ``(x, w, y)`` of one slice (without leading batch dimensions)."""
     x = (n, c_in, *p["x_hw"])
     w = (c_out, c_in // p["groups"], *p["kernel_hw"])
     y = (n, c_out, *output_hw(p["x_hw"], p["kernel_hw"], p["stride"], p["padding"], p["dilation"]))
     return x, w, y
-
-
-def _check_f32(name: str, *avals) -> None:
-    for aval in avals:
-        if aval.dtype != jnp.float32:
-            raise TypeError(f"funcnet.onednn.{name}: float32 only, got {aval.dtype}")
 
 
 def _check_lead(name: str, lead: tuple[int, ...], other) -> None:
@@ -69,44 +63,30 @@ def _check_lead(name: str, lead: tuple[int, ...], other) -> None:
 
 # Abstract evaluation: the result shape of each primitive, from its operands and geometry.
 def _conv_abstract(x, w, **p):
-    _check_f32("conv2d", x, w)
+    check_float32("conv2d", x, w)
     lead, (n, c_in) = x.shape[:-4], x.shape[-4:-2]
     _check_lead("conv2d", lead, w)
-    _, _, y = _shapes(lead, n, c_in, w.shape[-4], p)
+    _, _, y = _shapes(n, c_in, w.shape[-4], p)
     return jax.core.ShapedArray(lead + y, jnp.float32)
 
 
 def _backward_data_abstract(dy, w, **p):
-    _check_f32("conv2d backward data", dy, w)
+    check_float32("conv2d backward data", dy, w)
     lead, n = dy.shape[:-4], dy.shape[-4]
     _check_lead("conv2d backward data", lead, w)
     return jax.core.ShapedArray(lead + (n, w.shape[-3] * p["groups"], *p["x_hw"]), jnp.float32)
 
 
 def _backward_weights_abstract(x, dy, **p):
-    _check_f32("conv2d backward weights", x, dy)
+    check_float32("conv2d backward weights", x, dy)
     lead = x.shape[:-4]
     _check_lead("conv2d backward weights", lead, dy)
     return jax.core.ShapedArray(lead + (dy.shape[-3], x.shape[-3] // p["groups"], *p["kernel_hw"]), jnp.float32)
 
 
-conv_p = Primitive("funcnet_onednn_conv")
-backward_data_p = Primitive("funcnet_onednn_conv_backward_data")
-backward_weights_p = Primitive("funcnet_onednn_conv_backward_weights")
-conv_p.def_abstract_eval(_conv_abstract)
-backward_data_p.def_abstract_eval(_backward_data_abstract)
-backward_weights_p.def_abstract_eval(_backward_weights_abstract)
-
-
-@functools.cache
-def _compiled(primitive: Primitive, geometry: tuple):
-    return jax.jit(partial(primitive.bind, **dict(geometry)))
-
-
-for _primitive in (conv_p, backward_data_p, backward_weights_p):
-    # Eager calls compile the primitive alone, once per geometry (as jax does for its own primitives).
-    _primitive.def_impl(partial(lambda prim, *args, **p: _compiled(prim, tuple(sorted(p.items())))(*args),
-                                _primitive))
+conv_p = new_primitive("funcnet_onednn_conv", _conv_abstract)
+backward_data_p = new_primitive("funcnet_onednn_conv_backward_data", _backward_data_abstract)
+backward_weights_p = new_primitive("funcnet_onednn_conv_backward_weights", _backward_weights_abstract)
 
 
 # Lowering: activations cross into oneDNN channels-last (XLA fuses these transposes into the
@@ -134,7 +114,7 @@ def _nhwc_struct(shape):
 
 
 def _conv_lowered(x, w, **p):
-    xs, ws, ys = _shapes(x.shape[:-4], *x.shape[-4:-2], w.shape[-4], p)
+    xs, ws, ys = _shapes(*x.shape[-4:-2], w.shape[-4], p)
     out = _nhwc_struct(x.shape[:-4] + ys)
     y = jax.ffi.ffi_call("funcnet_onednn_conv_forward", out)(_to_nhwc(x), w, **_attributes(xs, ws, ys, p))
     return _from_nhwc(y)
@@ -142,14 +122,14 @@ def _conv_lowered(x, w, **p):
 
 def _backward_data_lowered(dy, w, **p):
     n, c_out = dy.shape[-4:-2]
-    xs, ws, ys = _shapes(dy.shape[:-4], n, w.shape[-3] * p["groups"], c_out, p)
+    xs, ws, ys = _shapes(n, w.shape[-3] * p["groups"], c_out, p)
     out = _nhwc_struct(dy.shape[:-4] + xs)
     dx = jax.ffi.ffi_call("funcnet_onednn_conv_backward_data", out)(_to_nhwc(dy), w, **_attributes(xs, ws, ys, p))
     return _from_nhwc(dx)
 
 
 def _backward_weights_lowered(x, dy, **p):
-    xs, ws, ys = _shapes(x.shape[:-4], *x.shape[-4:-2], dy.shape[-3], p)
+    xs, ws, ys = _shapes(*x.shape[-4:-2], dy.shape[-3], p)
     out = jax.ShapeDtypeStruct(x.shape[:-4] + ws, jnp.float32)
     return jax.ffi.ffi_call("funcnet_onednn_conv_backward_weights", out)(
         _to_nhwc(x), _to_nhwc(dy), **_attributes(xs, ws, ys, p))
@@ -176,17 +156,6 @@ ad.defbilinear(backward_weights_p,
 
 # Batching: a batched activation with a shared weight folds into N; otherwise every operand gets
 # the batch as a leading dimension and the handler loops over it.
-def _leading(args, dims):
-    size = next(a.shape[d] for a, d in zip(args, dims) if d is not None)
-    out = []
-    for a, d in zip(args, dims):
-        if d is None:
-            out.append(jnp.broadcast_to(a, (size,) + a.shape))
-        else:
-            out.append(jnp.moveaxis(a, d, 0))
-    return out
-
-
 def _fold_into_n(a, d):
     a = jnp.moveaxis(a, d, -5)
     return a.reshape(a.shape[:-5] + (a.shape[-5] * a.shape[-4],) + a.shape[-3:]), a.shape[-5]
@@ -202,12 +171,12 @@ def _batch_activation_first(primitive, args, dims, **p):
     if dw is None:
         folded, size = _fold_into_n(a, da)
         return _unfold_n(primitive.bind(folded, w, **p), size), folded.ndim - 4
-    a, w = _leading(args, dims)
+    a, w = with_leading_batch(args, dims)
     return primitive.bind(a, w, **p), 0
 
 
 def _batch_weights(args, dims, **p):
-    x, dy = _leading(args, dims)
+    x, dy = with_leading_batch(args, dims)
     return backward_weights_p.bind(x, dy, **p), 0
 
 
@@ -225,10 +194,7 @@ def conv2d(x: jax.Array, w: jax.Array, stride: Sequence[int], padding: Sequence[
     ``[N, C_out, H_out, W_out]``. Raises ``RuntimeError`` (with the reason) when oneDNN is
     unavailable (:func:`funcnet.onednn.status`).
     """
-    from funcnet import onednn
-
-    if not onednn.available():
-        raise RuntimeError(f"funcnet.onednn.conv2d: oneDNN is {onednn.status()}")
+    require_available("conv2d")
     if x.ndim != 4 or w.ndim != 4:
         raise ValueError(f"funcnet.onednn.conv2d: expected x [N, C, H, W] and w [O, I, kh, kw], "
                          f"got {tuple(x.shape)} and {tuple(w.shape)}")

@@ -8,9 +8,7 @@
 // scheme as conv.cc, for the same reason: no OpenMP team).
 #include <algorithm>
 #include <cstdint>
-#include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <tuple>
 
@@ -37,18 +35,7 @@ struct MatmulPlan {
   memory::desc a, b, c, scratchpad;
 };
 
-std::mutex matmul_mutex;
-std::map<Block, std::shared_ptr<const MatmulPlan>>& MatmulCache() {
-  static auto* cache = new std::map<Block, std::shared_ptr<const MatmulPlan>>();
-  return *cache;
-}
-
-std::shared_ptr<const MatmulPlan> GetMatmulPlan(const Block& blk) {
-  {
-    std::lock_guard<std::mutex> lock(matmul_mutex);
-    auto it = MatmulCache().find(blk);
-    if (it != MatmulCache().end()) return it->second;
-  }
+std::shared_ptr<const MatmulPlan> MakeMatmulPlan(const Block& blk) {
   auto plan = std::make_shared<MatmulPlan>();
   const auto f32 = memory::data_type::f32;
   // Strides of the full problem: a block is a view of the whole buffers.
@@ -57,13 +44,15 @@ std::shared_ptr<const MatmulPlan> GetMatmulPlan(const Block& blk) {
   plan->b = memory::desc({blk.batch, blk.k, blk.n}, f32,
                          blk.tb ? memory::dims{blk.k * blk.n, 1, blk.k} : memory::dims{blk.k * blk.n, blk.n, 1});
   plan->c = memory::desc({blk.batch, blk.rows, blk.n}, f32, memory::dims{blk.m * blk.n, blk.n, 1});
-  dnnl::primitive_attr attr;
-  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-  dnnl::matmul::primitive_desc pd(Engine(), plan->a, plan->b, plan->c, attr);
+  dnnl::matmul::primitive_desc pd(Engine(), plan->a, plan->b, plan->c, funcnet_onednn::UserScratchpad());
   plan->primitive = dnnl::matmul(pd);
   plan->scratchpad = pd.scratchpad_desc();
-  std::lock_guard<std::mutex> lock(matmul_mutex);
-  return MatmulCache().emplace(blk, std::move(plan)).first->second;
+  return plan;
+}
+
+std::shared_ptr<const MatmulPlan> GetMatmulPlan(const Block& blk) {
+  static auto* cache = new funcnet_onednn::PlanCache<Block, MatmulPlan>();
+  return cache->Get(blk, [&] { return MakeMatmulPlan(blk); });
 }
 
 // Runs one block of output rows [r0, r0 + rows) of batch entries [b0, b0 + batch).

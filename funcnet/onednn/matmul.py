@@ -18,14 +18,12 @@ so JAX differentiates it to any order in both modes. CPU only, like ``funcnet.on
 
 from __future__ import annotations
 
-import functools
-from functools import partial
-
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.extend.core import Primitive
 from jax.interpreters import ad, batching, mlir
+
+from funcnet.onednn._primitives import check_float32, new_primitive, require_available, with_leading_batch
 
 
 def _dims(a_shape, b_shape, transpose_a: bool, transpose_b: bool) -> tuple[int, int, int, int]:
@@ -38,25 +36,15 @@ def _dims(a_shape, b_shape, transpose_a: bool, transpose_b: bool) -> tuple[int, 
 
 
 def _abstract(a, b, *, transpose_a, transpose_b):
+    check_float32("matmul", a, b)
     for x in (a, b):
-        if x.dtype != jnp.float32:
-            raise TypeError(f"funcnet.onednn.matmul: float32 only, got {x.dtype}")
         if x.ndim < 2:
             raise ValueError(f"funcnet.onednn.matmul: operands need 2 or more dimensions, got {tuple(x.shape)}")
     _, m, _, n = _dims(a.shape, b.shape, transpose_a, transpose_b)
     return jax.core.ShapedArray(tuple(a.shape[:-2]) + (m, n), jnp.float32)
 
 
-matmul_p = Primitive("funcnet_onednn_matmul")
-matmul_p.def_abstract_eval(_abstract)
-
-
-@functools.cache
-def _compiled(transpose_a: bool, transpose_b: bool):
-    return jax.jit(partial(matmul_p.bind, transpose_a=transpose_a, transpose_b=transpose_b))
-
-
-matmul_p.def_impl(lambda a, b, *, transpose_a, transpose_b: _compiled(transpose_a, transpose_b)(a, b))
+matmul_p = new_primitive("funcnet_onednn_matmul", _abstract)
 
 
 def _lowered(a, b, *, transpose_a, transpose_b):
@@ -92,9 +80,7 @@ def _batch(args, dims, *, transpose_a, transpose_b):
         folded = a.reshape(a.shape[:-3] + (a.shape[-3] * a.shape[-2], a.shape[-1]))
         out = matmul_p.bind(folded, b, transpose_a=False, transpose_b=transpose_b)
         return out.reshape(a.shape[:-1] + (out.shape[-1],)), a.ndim - 3
-    size = a.shape[da] if da is not None else b.shape[db]
-    a = jnp.moveaxis(a, da, 0) if da is not None else jnp.broadcast_to(a, (size,) + a.shape)
-    b = jnp.moveaxis(b, db, 0) if db is not None else jnp.broadcast_to(b, (size,) + b.shape)
+    a, b = with_leading_batch(args, dims)
     return matmul_p.bind(a, b, transpose_a=transpose_a, transpose_b=transpose_b), 0
 
 
@@ -105,8 +91,5 @@ def matmul(a: jax.Array, b: jax.Array, transpose_a: bool = False, transpose_b: b
     """``op(a) @ op(b)`` by oneDNN (float32, CPU): ``a`` ``[*batch, M, K]`` (``[*batch, K, M]`` when
     ``transpose_a``), ``b`` ``[*batch, K, N]`` (``[*batch, N, K]`` when ``transpose_b``), equal
     batch dimensions → ``[*batch, M, N]``. Raises ``RuntimeError`` when oneDNN is unavailable."""
-    from funcnet import onednn
-
-    if not onednn.available():
-        raise RuntimeError(f"funcnet.onednn.matmul: oneDNN is {onednn.status()}")
+    require_available("matmul")
     return matmul_p.bind(a, b, transpose_a=bool(transpose_a), transpose_b=bool(transpose_b))

@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <exception>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -32,6 +33,37 @@ inline dnnl::engine& Engine() {
   static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
   return engine;
 }
+
+// Per-call scratchpad memory: a primitive may then run on several threads at once (XLA runs
+// independent custom calls concurrently).
+inline dnnl::primitive_attr UserScratchpad() {
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  return attr;
+}
+
+// Plans (primitives and their layouts) built once per key and shared by all threads. A plan is
+// built outside the lock (creating a primitive JIT-compiles kernels); if two threads build the
+// same one, the first stored wins. Instances are never destroyed (no teardown order at exit).
+template <typename Key, typename Plan>
+class PlanCache {
+ public:
+  template <typename Make>
+  std::shared_ptr<const Plan> Get(const Key& key, Make make) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      auto it = plans_.find(key);
+      if (it != plans_.end()) return it->second;
+    }
+    std::shared_ptr<const Plan> plan = make();
+    std::lock_guard<std::mutex> lock(mutex_);
+    return plans_.emplace(key, std::move(plan)).first->second;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::map<Key, std::shared_ptr<const Plan>> plans_;
+};
 
 // This thread's stream (a stream is not thread-safe; creating one per call costs microseconds).
 inline dnnl::stream& Stream() {

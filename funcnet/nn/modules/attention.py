@@ -38,6 +38,7 @@ from funcnet.nn.parameter import Parameter
 # False: three separate in-projections for self-attention too, for an in-process A/B.
 _PACKED_IN_PROJECTION = True
 
+
 class NonDynamicallyQuantizableLinear(Linear):
     """torch's name for MultiheadAttention's ``out_proj``: a plain ``Linear``."""
 
@@ -160,12 +161,12 @@ class MultiheadAttention(Module):
 
         # input projections
         bias = self.in_proj_bias if "in_proj_bias" in self._parameters else None
-        b_q, b_k, b_v = (None, None, None) if bias is None else jnp.split(bias, 3)
         if self._qkv_same_embed_dim and self_attention and _PACKED_IN_PROJECTION:
             # one [T·N, E]·[E, 3E] product, as torch's _in_projection_packed: on CPU one large product
-            # (oneDNN's) instead of three: the benchmark ViT's train step 0.95x the time
+            # (oneDNN's) instead of three: the benchmark ViT's train step 0.98x the time
             q, k, v = jnp.split(F.linear(query, self.in_proj_weight, bias), 3, axis=-1)
         else:
+            b_q, b_k, b_v = (None, None, None) if bias is None else jnp.split(bias, 3)
             if self._qkv_same_embed_dim:
                 w_q, w_k, w_v = jnp.split(self.in_proj_weight, 3)
             else:
