@@ -41,6 +41,11 @@ CASES = [
     (2, False, 5, 3, 1, dict(stride=(1, 2), padding=1), (6, 5), "pointwise"),
     (1, False, 4, 6, 1, dict(stride=3, padding=2), (10,), "pointwise"),
     (3, False, 3, 4, 1, dict(stride=(2, 1, 1)), (5, 3, 4), "pointwise"),
+    # patchify (stride = kernel), the input past the last whole patch dropped
+    (2, False, 3, 8, 4, dict(stride=4), (10, 9), "patches"),
+    (2, False, 3, 5, (2, 3), dict(stride=(2, 3), padding=(1, 0)), (7, 9), "patches"),
+    (1, False, 4, 6, 3, dict(stride=3, padding=1), (10,), "patches"),
+    (3, False, 2, 3, 2, dict(stride=2), (4, 5, 5), "patches"),
     (2, False, 6, 4, 1, dict(groups=2), (5, 5), "patches"),  # grouped 1x1: per-group batched matmul
     (2, False, 6, 4, 3, dict(groups=2, padding="valid"), (6, 6), "patches"),
     (2, False, 4, 4, 3, dict(groups=4, stride=2, padding=1), (8, 8), "depthwise"),

@@ -44,9 +44,10 @@ HANDLERS = {  # FFI target name -> symbol in the shim
     "funcnet_onednn_conv_backward_data": "FuncnetOnednnConvBackwardData",
     "funcnet_onednn_conv_backward_weights": "FuncnetOnednnConvBackwardWeights",
     "funcnet_onednn_matmul": "FuncnetOnednnMatmul",
+    "funcnet_column_sums": "FuncnetColumnSums",
 }
 
-_SOURCES = tuple(Path(__file__).with_name(name) for name in ("shim.h", "conv.cc", "matmul.cc"))
+_SOURCES = tuple(Path(__file__).with_name(name) for name in ("shim.h", "conv.cc", "matmul.cc", "sums.cc"))
 
 
 class Unavailable(RuntimeError):

@@ -124,7 +124,7 @@ memory::dims Dims(ffi::Span<const int64_t> span) { return memory::dims(span.begi
 void RunSlice(int64_t kind, const Geometry& g, const Plan& plan, dnnl::stream& stream, float* a, float* b,
               float* out) {
   dnnl::engine& engine = Engine();
-  memory scratchpad(plan.scratchpad, engine);
+  memory scratchpad = funcnet_onednn::Scratchpad(plan.scratchpad);
   std::unordered_map<int, memory> args{{DNNL_ARG_SCRATCHPAD, scratchpad}};
   memory user_weights(g.weights_user(), engine, kind == kBackwardWeights ? out : b);
   memory weights = plan.reorder_weights ? memory(plan.weights, engine) : user_weights;

@@ -64,7 +64,7 @@ void RunBlock(const Block& blk, int64_t b0, int64_t r0, const float* a, const fl
   auto* pa = const_cast<float*>(a + b0 * m * k + (blk.ta ? r0 : r0 * k));
   auto* pb = const_cast<float*>(b + b0 * k * n);
   float* pc = c + b0 * m * n + r0 * n;
-  memory scratchpad(plan->scratchpad, engine);
+  memory scratchpad = funcnet_onednn::Scratchpad(plan->scratchpad);
   dnnl::stream& stream = funcnet_onednn::Stream();
   plan->primitive.execute(stream, {{DNNL_ARG_SRC, memory(plan->a, engine, pa)},
                                    {DNNL_ARG_WEIGHTS, memory(plan->b, engine, pb)},

@@ -19,6 +19,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 
 #include "oneapi/dnnl/dnnl.hpp"
 #include "xla/ffi/api/ffi.h"
@@ -40,6 +41,20 @@ inline dnnl::primitive_attr UserScratchpad() {
   dnnl::primitive_attr attr;
   attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
   return attr;
+}
+
+// This thread's scratchpad for a primitive whose plan needs `desc` (kept and grown per thread:
+// allocating it per call cost ~5-10 us a block inside XLA's threads).
+inline dnnl::memory Scratchpad(const dnnl::memory::desc& desc) {
+  thread_local std::unique_ptr<char[]> buffer;
+  thread_local size_t capacity = 0;
+  const size_t size = desc.get_size();
+  if (size > capacity) {
+    buffer.reset(new char[size + 64]);
+    capacity = size;
+  }
+  const auto aligned = (reinterpret_cast<uintptr_t>(buffer.get()) + 63) & ~uintptr_t{63};
+  return dnnl::memory(desc, Engine(), reinterpret_cast<void*>(aligned));
 }
 
 // Plans (primitives and their layouts) built once per key and shared by all threads. A plan is
@@ -84,6 +99,14 @@ class SingleThreaded {
 #endif
 };
 
+inline void Pause() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#else
+  std::this_thread::yield();
+#endif
+}
+
 // How many blocks to cut a call of `macs` multiply-adds into (at most `max_blocks`): one per
 // thread of XLA's pool, but none smaller than 4M multiply-adds. Handing a block to the pool costs
 // ~40 us on a 2-core x86 (waking a thread), the time single-threaded oneDNN takes for ~3M; in a
@@ -94,42 +117,52 @@ inline int64_t Blocks(xla::ffi::ThreadPool& pool, int64_t macs, int64_t max_bloc
   return std::max<int64_t>(1, std::min({threads, max_blocks, macs / kMinBlockMacs}));
 }
 
-// Runs run(0), ..., run(items - 1) on the calling thread and up to threads - 1 tasks of XLA's
-// pool. Items are claimed from a counter by everyone alike, so the call never waits for a task
-// that the busy pool has not started (such a task later finds nothing to do). Returns the first
-// error message, or "" when every item succeeded.
-inline std::string RunBlocks(xla::ffi::ThreadPool& pool, int64_t items, std::function<void(int64_t)> run) {
-  struct State {
-    std::function<void(int64_t)> run;
-    int64_t items = 0;
-    std::atomic<int64_t> next{0};
-    std::atomic<int64_t> done{0};
-    std::mutex mutex;
-    std::condition_variable finished;
-    std::string error;
+// The shared state of one call's blocks: items are claimed from a counter by everyone alike, so
+// the call never waits for a helper that has not started (such a helper later finds nothing).
+struct BlockRun {
+  std::function<void(int64_t)> run;
+  int64_t items = 0;
+  std::atomic<int64_t> next{0};
+  std::atomic<int64_t> done{0};
+  std::mutex mutex;
+  std::condition_variable finished;
+  std::string error;
 
-    void Drain() {
-      SingleThreaded single_threaded;
-      for (int64_t item = next++; item < items; item = next++) {
-        try {
-          run(item);
-        } catch (const std::exception& e) {
-          std::lock_guard<std::mutex> lock(mutex);
-          if (error.empty()) error = e.what();
-        }
-        if (++done == items) {
-          std::lock_guard<std::mutex> lock(mutex);
-          finished.notify_all();
-        }
+  void Drain() {
+    SingleThreaded single_threaded;
+    for (int64_t item = next++; item < items; item = next++) {
+      try {
+        run(item);
+      } catch (const std::exception& e) {
+        std::lock_guard<std::mutex> lock(mutex);
+        if (error.empty()) error = e.what();
+      }
+      if (++done == items) {
+        std::lock_guard<std::mutex> lock(mutex);
+        finished.notify_all();
       }
     }
-  };
-  auto state = std::make_shared<State>();
+  }
+};
+
+// Runs run(0), ..., run(items - 1) on the calling thread and up to threads - 1 tasks of XLA's
+// pool. (Helper threads of funcnet's own, spinning or not, made a small ViT's step 1.2x slower:
+// XLA runs independent thunks concurrently on its pool, and a third busy thread on two cores
+// stalls whichever block it shares a core with.) Returns the first error message, or "" when
+// every item succeeded.
+inline std::string RunBlocks(xla::ffi::ThreadPool& pool, int64_t items, std::function<void(int64_t)> run) {
+  auto state = std::make_shared<BlockRun>();
   state->run = std::move(run);
   state->items = items;
-  const int64_t helpers = std::min<int64_t>(items, std::max<int64_t>(1, pool.num_threads())) - 1;
+  const int64_t threads = std::max<int64_t>(1, pool.num_threads());
+  const int64_t helpers = std::min<int64_t>(items, threads) - 1;
   for (int64_t i = 0; i < helpers; ++i) pool.Schedule([state] { state->Drain(); });
   state->Drain();
+  // The other blocks end within microseconds of this one: spin for them (up to ~1 ms) before
+  // sleeping, since waking a thread that sleeps on the condition costs ~20-30 us.
+  for (int spin = 0; spin < 20000 && state->done.load(std::memory_order_acquire) != state->items; ++spin) {
+    Pause();
+  }
   std::unique_lock<std::mutex> lock(state->mutex);
   state->finished.wait(lock, [&] { return state->done.load() == state->items; });
   return state->error;

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import jax
 
+from funcnet.nn.functional.column_sums import broadcast_rows
 from funcnet.nn.functional.matmul import matmul
 
 # False: the batched matmul on the [*, in] input, for an in-process A/B (benchmarks/variant_ab.py).
 _FLATTEN_LEADING = True
+# False: ``y + bias`` (XLA's reduction for the bias gradient), for an in-process A/B.
+_BIAS_GRAD_AS_COLUMN_SUMS = True
 
 
 def linear(input: jax.Array, weight: jax.Array, bias: jax.Array | None = None) -> jax.Array:
@@ -24,4 +27,8 @@ def linear(input: jax.Array, weight: jax.Array, bias: jax.Array | None = None) -
         y = matmul(input.reshape(-1, input.shape[-1]), weight, transpose_b=True).reshape(*lead, weight.shape[0])
     else:
         y = matmul(input, weight, transpose_b=True) if input.ndim == 2 else input @ weight.T
-    return y if bias is None else y + bias
+    if bias is None:
+        return y
+    if _BIAS_GRAD_AS_COLUMN_SUMS and bias.ndim == 1 and y.ndim >= 1 and bias.shape[0] == y.shape[-1]:
+        return y + broadcast_rows(bias, y.shape)  # the bias gradient: funcnet's column sums
+    return y + bias

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
+from funcnet.nn.functional.column_sums import broadcast_rows
 from funcnet.nn.functional.row_sums import row_sums
 
 
@@ -78,13 +79,26 @@ def _batch_normalize_jvp(axes, eps, primals, tangents):
 _BN_CUSTOM_JVP = True
 
 
+# False: plain broadcasting in LayerNorm's affine (XLA's reductions for its gradients), for an A/B.
+_AFFINE_GRAD_AS_COLUMN_SUMS = True
+
+
 def _affine(
     y: jax.Array, weight: jax.Array | None, bias: jax.Array | None, shape: tuple[int, ...]
 ) -> jax.Array:
+    """``y * weight + bias`` with both reshaped to ``shape``. Where ``shape`` is ``y``'s trailing
+    shape (LayerNorm), they are spread with ``broadcast_rows``, so that their gradients are
+    funcnet's column sums."""
+    rows = _AFFINE_GRAD_AS_COLUMN_SUMS and tuple(shape) == tuple(y.shape[y.ndim - len(shape):])
+
+    def spread(v):
+        v = v.astype(y.dtype).reshape(shape)
+        return broadcast_rows(v, y.shape) if rows else v
+
     if weight is not None:
-        y = y * weight.astype(y.dtype).reshape(shape)
+        y = y * spread(weight)
     if bias is not None:
-        y = y + bias.astype(y.dtype).reshape(shape)
+        y = y + spread(bias)
     return y
 
 

@@ -133,16 +133,21 @@ class MultiheadAttention(Module):
         self._check("query", query, self.embed_dim, batched)
         self._check("key", key, self.kdim, batched)
         self._check("value", value, self.vdim, batched)
-        if batched and self.batch_first:
+        # Batch-major [N, T, E] inside (torch works in [T, N, E]; the products per row are the same):
+        # batch_first inputs, the ViT's, then need no transposes around the projections.
+        if batched and not self.batch_first:
             query, key, value = (jnp.swapaxes(t, 0, 1) for t in (query, key, value))
+            if self_attention:
+                key = value = query
         if not batched:
-            query, key, value = query[:, None], key[:, None], value[:, None]
+            query, key, value = query[None], key[None], value[None]
             if key_padding_mask is not None:
                 key_padding_mask = key_padding_mask[None]
-        tgt_len, bsz, embed_dim = query.shape
-        src_len = key.shape[0]
+        bsz, tgt_len, embed_dim = query.shape
+        src_len = key.shape[1]
         if key.shape[:2] != value.shape[:2]:
-            raise self.shape_error(f"key and value with equal [S, N] = {tuple(key.shape[:2])}", value.shape)
+            layout = "[N, S]" if self.batch_first or not batched else "[S, N]"
+            raise self.shape_error(f"key and value with equal {layout} = {tuple(key.shape[:2])}", value.shape)
         dtype = query.dtype
         key_padding_mask = canonical_mask(key_padding_mask, dtype)
         if key_padding_mask is not None and key_padding_mask.shape != (bsz, src_len):
@@ -189,14 +194,15 @@ class MultiheadAttention(Module):
                 raise self.shape_error("a 2-D or 3-D attn_mask", attn_mask.shape)
 
         if self.add_bias_kv:
-            k = jnp.concatenate([k, jnp.broadcast_to(self.bias_k, (1, bsz, embed_dim))])
-            v = jnp.concatenate([v, jnp.broadcast_to(self.bias_v, (1, bsz, embed_dim))])
+            k = jnp.concatenate([k, jnp.broadcast_to(self.bias_k, (bsz, 1, embed_dim))], axis=1)
+            v = jnp.concatenate([v, jnp.broadcast_to(self.bias_v, (bsz, 1, embed_dim))], axis=1)
             attn_mask = _pad_last(attn_mask)
             key_padding_mask = _pad_last(key_padding_mask)
 
-        # [T, N, E] -> [N*heads, T, head_dim]
+        # [N, T, E] -> [N*heads, T, head_dim]
         def split_heads(t: jax.Array) -> jax.Array:
-            return jnp.swapaxes(t.reshape(t.shape[0], bsz * heads, self.head_dim), 0, 1)
+            t = jnp.swapaxes(t.reshape(bsz, t.shape[1], heads, self.head_dim), 1, 2)
+            return t.reshape(bsz * heads, t.shape[2], self.head_dim)
 
         q, k, v = split_heads(q), split_heads(k), split_heads(v)
         if self.add_zero_attn:
@@ -233,11 +239,11 @@ class MultiheadAttention(Module):
                 dropout_key=dropout_key,
             )[:, 0]
             weights = None
-        out = jnp.swapaxes(out, 0, 1).reshape(tgt_len, bsz, embed_dim)
+        out = jnp.swapaxes(out.reshape(bsz, heads, tgt_len, self.head_dim), 1, 2).reshape(bsz, tgt_len, embed_dim)
         out = self.out_proj(out)
         if not batched:
-            out = out[:, 0]
+            out = out[0]
             weights = weights[0] if weights is not None else None
-        elif self.batch_first:
+        elif not self.batch_first:
             out = jnp.swapaxes(out, 0, 1)
         return out, weights
