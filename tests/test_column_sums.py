@@ -11,6 +11,7 @@ from conftest import assert_close_to_scale
 
 import funcnet.nn.functional as F
 from funcnet import onednn
+from funcnet.nn.functional import column_sums as column_sums_module
 from funcnet.nn.functional.column_sums import broadcast_rows, column_sums
 
 TF = torch.nn.functional
@@ -18,6 +19,20 @@ TF = torch.nn.functional
 
 def _ffi_calls(fn, *args) -> int:
     return jax.jit(fn).lower(*args).as_text().count("funcnet_column_sums")
+
+
+@pytest.fixture(autouse=True)
+def kernel_for_every_size(monkeypatch):
+    """The shim's kernel also for the small arrays of these tests (it starts at 64K elements)."""
+    monkeypatch.setattr(column_sums_module, "_CPU_KERNEL_FROM_ELEMENTS", 1)
+
+
+def test_small_sums_stay_with_xla(monkeypatch):
+    monkeypatch.setattr(column_sums_module, "_CPU_KERNEL_FROM_ELEMENTS", 1 << 16)
+    small, large = jnp.ones((64, 128)), jnp.ones((512, 128))
+    assert _ffi_calls(column_sums, small) == 0
+    assert _ffi_calls(column_sums, large) == (1 if onednn.available() else 0)
+    np.testing.assert_array_equal(jax.jit(column_sums)(small), np.full(128, 64.0))
 
 
 # rows x cols: one block; many rows; wide enough to split over the pool's threads; a ragged tail

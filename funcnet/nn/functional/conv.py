@@ -14,7 +14,9 @@ Lowerings (``conv_lowering`` says which one a shape gets; ``funcnet.backends`` f
   differentiable to any order). Needs oneDNN installed (``pip install 'funcnet[onednn]'``) and a
   C++ compiler for its small XLA FFI shim; without them the rule below picks ``"xla"`` there.
 - ``"patches"``: im2col from strided slices + one (per-group batched) matmul. Its autodiff
-  backward is matmuls plus pads/adds (col2im), never an XLA convolution.
+  backward is matmuls plus pads/adds (col2im), never an XLA convolution. Patchify convolutions
+  (stride = kernel, ``groups == 1``) build the same patches by a reshape and one transpose into
+  channels-last rows (a ViT's patch embedding: 65 fusions fewer a step, whole step 0.997×).
 - ``"pointwise"`` (1×1 kernels, ``groups == 1``): one channels-last ``[N·S, C]·[C, O]`` matmul
   between explicit transposes; its autodiff weight gradient is a plain matmul too.
 - ``"depthwise"`` (``groups == C_in``, one input channel per group): a sum of shifted,
@@ -92,6 +94,7 @@ import numpy as np
 from jax import lax
 
 from funcnet import backends, onednn
+from funcnet.nn.functional.matmul import matmul
 
 IntOrTuple = int | Sequence[int]
 
@@ -204,6 +207,30 @@ def _patches_conv(n: int, x: jax.Array, weight: jax.Array, pads: Any, stride: tu
     spatial = "xyz"[:n]
     y = jnp.einsum(f"ngck{spatial},gock->ngo{spatial}", patches, w)
     return y.reshape((batch, weight.shape[0], *out))
+
+
+# False: patchify convolutions take the strided-slice im2col of _patches_conv, for an A/B.
+_PATCHIFY_AS_RESHAPE = True
+
+
+def _patchify_conv(n: int, x: jax.Array, weight: jax.Array, pads: Any, stride: Sequence[int]) -> jax.Array:
+    """A convolution whose stride equals its kernel (groups 1, no dilation; a ViT's patch embedding):
+    every input element lies in at most one patch, so im2col is a reshape and one transpose to
+    channels-last rows ``[N·out, C·k]``, and the convolution one ``[N·out, C·k]·[C·k, O]`` product,
+    transposed back to ``[N, O, *out]`` (a ViT's next step transposes it to tokens again, and XLA
+    cancels the pair)."""
+    kernel = weight.shape[2:]
+    out = _out_size(x.shape[2:], pads, kernel, stride, (1,) * n)
+    x = lax.pad(x, np.zeros((), x.dtype), [(0, 0, 0), (0, 0, 0)] + [(lo, hi, 0) for lo, hi in pads])
+    # the input beyond the last whole patch is ignored, as torch ignores it
+    x = lax.slice(x, [0] * x.ndim, [*x.shape[:2], *(o * k for o, k in zip(out, kernel, strict=True))])
+    batch, channels = x.shape[:2]
+    x = x.reshape((batch, channels, *itertools.chain.from_iterable(zip(out, kernel, strict=True))))
+    # [N, C, o1, k1, o2, k2, ...] -> [N, o1, o2, ..., C, k1, k2, ...]
+    rows = jnp.transpose(x, (0, *range(2, 2 * n + 2, 2), 1, *range(3, 2 * n + 2, 2)))
+    rows = rows.reshape(batch * math.prod(out), channels * math.prod(kernel))
+    y = matmul(rows, weight.reshape(weight.shape[0], -1), transpose_b=True)  # [N·out, O]
+    return jnp.transpose(y.reshape(batch, *out, weight.shape[0]), (0, n + 1, *range(1, n + 1)))
 
 
 def _pointwise_conv(n: int, x: jax.Array, weight: jax.Array, pads: Any, stride: Sequence[int]) -> jax.Array:
@@ -456,6 +483,9 @@ def _conv_with_bias(n: int, x: jax.Array, weight: jax.Array, bias: jax.Array | N
     lowering = conv_lowering(x.shape, weight.shape, stride, pads, dilation, groups, dtype=dtype)
     if lowering == "onednn":
         y = onednn.conv2d(x, weight, stride, pads, dilation, groups)
+    elif lowering == "patches" and groups == 1 and _PATCHIFY_AS_RESHAPE and _non_overlapping(
+            weight.shape[2:], stride, dilation):
+        y = _patchify_conv(n, x, weight, pads, stride)
     elif lowering == "patches":
         y = _patches_conv(n, x, weight, pads, stride, dilation, groups)
     elif lowering == "pointwise":
