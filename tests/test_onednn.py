@@ -200,6 +200,10 @@ def test_auto_rule_gives_dense_convolutions_to_onednn():
     assert rule((16, 256, 8, 8), (512, 256, 1, 1), stride=2) == "pointwise"  # 4x4 outputs
     assert rule((16, 1024, 4, 4), (256, 1024, 1, 1)) == "pointwise"
     assert rule((16, 96, 16, 16), (96, 1, 3, 3), padding=1, groups=96) == "depthwise"
+    assert rule((16, 576, 4, 4), (576, 1, 3, 3), stride=2, padding=1, groups=576) == "onednn"  # 3x3 dw, 4x4..8x8
+    assert rule((16, 192, 8, 8), (192, 1, 3, 3), padding=1, groups=192) == "onednn"
+    assert rule((16, 960, 2, 2), (960, 1, 3, 3), padding=1, groups=960) == "depthwise"  # 2x2 maps
+    assert rule((16, 480, 4, 4), (480, 1, 5, 5), padding=2, groups=480) == "depthwise"  # 5x5 kernels
     assert rule((16, 64, 16, 16), (64, 64, 3, 3), padding=1, dtype=jnp.bfloat16) == "xla"  # float32 only
     assert rule((16, 64, 64), (64, 64, 3), padding=1) == "xla"  # 2-D only
     assert F.conv_lowering((16, 64, 16, 16), (64, 64, 3, 3), padding=1, backend="gpu", impl="auto") == "xla"
