@@ -7,7 +7,9 @@ present, funcnet builds a small XLA FFI shim against it (once per machine, cache
 CPU rule then hands float32 convolutions to :func:`conv2d` where that is faster
 (``funcnet.nn.functional.conv_lowering`` says which shapes), and ``linear``/attention hand their
 large float32 products to :func:`matmul` (``funcnet.nn.functional.matmul.matmul_lowering``). The
-measurements are in those modules' docstrings. Without oneDNN, nothing changes: XLA's lowerings
+measurements are in those modules' docstrings. The same shim carries a column-sum kernel
+(``sums.cc``) for the gradients of biases and LayerNorm's affine parameters
+(``funcnet.nn.functional.column_sums``). Without oneDNN, nothing changes: XLA's lowerings
 stay, and :func:`status` says why.
 
 - :func:`available` — whether the shim is built and loaded (builds it on the first call).
