@@ -2,9 +2,9 @@
 
 A bias or an affine weight ``v [*trail]`` is broadcast over the rows of ``y [*lead, *trail]``;
 its gradient sums the incoming gradient over those rows. XLA:CPU reduces a leading axis slowly
-(a [1040, 576] bias gradient: 120-140 us against torch's 17-23 us; the benchmark ViT spent about
-5 ms of a 72 ms train step in such sums), so the pair is two linear primitives, each the other's
-transpose:
+(a [1040, 576] bias gradient: 120-140 us against torch's 17-23 us), so the pair is two linear
+primitives, each the other's transpose (the benchmark ViT's train step: 0.978x the time with
+``linear``'s bias gradients as these sums, 0.992x with LayerNorm's affine gradients too):
 
 - :func:`broadcast_rows` lowers to XLA's broadcast on every platform (XLA fuses it into its
   consumer, as it would ``y + bias``);
@@ -50,8 +50,6 @@ def broadcast_rows(v: jax.Array, shape: tuple[int, ...]) -> jax.Array:
 
 # -- column_sums: x [*lead, *trail] -> [*trail] ----------------------------------------------------
 column_sums_p = Primitive("funcnet_column_sums")
-
-
 column_sums_p.def_impl(lambda x, *, trail: jnp.sum(x, axis=tuple(range(x.ndim - len(trail)))))
 column_sums_p.def_abstract_eval(lambda x, *, trail: jax.core.ShapedArray(tuple(trail), x.dtype))
 
