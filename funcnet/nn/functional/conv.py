@@ -198,6 +198,8 @@ def _patches_conv(n: int, x: jax.Array, weight: jax.Array, pads: Any, stride: tu
     kernel = weight.shape[2:]
     out = _out_size(x.shape[2:], pads, kernel, stride, dilation)
     x = lax.pad(x, np.zeros((), x.dtype), [(0, 0, 0), (0, 0, 0)] + [(lo, hi, 0) for lo, hi in pads])
+    if groups == 1 and _PATCHIFY_AS_RESHAPE and _non_overlapping(kernel, stride, dilation):
+        return _patchify_conv(x, weight, out)
     batch, channels = x.shape[:2]
     k = math.prod(kernel)
     if k == 1:
@@ -215,15 +217,13 @@ def _patches_conv(n: int, x: jax.Array, weight: jax.Array, pads: Any, stride: tu
 _PATCHIFY_AS_RESHAPE = True
 
 
-def _patchify_conv(n: int, x: jax.Array, weight: jax.Array, pads: Any, stride: Sequence[int]) -> jax.Array:
-    """A convolution whose stride equals its kernel (groups 1, no dilation; a ViT's patch embedding):
-    every input element lies in at most one patch, so im2col is a reshape and one transpose to
-    channels-last rows ``[N·out, C·k]``, and the convolution one ``[N·out, C·k]·[C·k, O]`` product,
-    transposed back to ``[N, O, *out]`` (a ViT's next step transposes it to tokens again, and XLA
-    cancels the pair)."""
-    kernel = weight.shape[2:]
-    out = _out_size(x.shape[2:], pads, kernel, stride, (1,) * n)
-    x = lax.pad(x, np.zeros((), x.dtype), [(0, 0, 0), (0, 0, 0)] + [(lo, hi, 0) for lo, hi in pads])
+def _patchify_conv(x: jax.Array, weight: jax.Array, out: Sequence[int]) -> jax.Array:
+    """``_patches_conv`` where the stride equals the kernel (groups 1, no dilation; a ViT's patch
+    embedding), on the padded input ``x`` with ``out`` positions: every input element lies in at
+    most one patch, so im2col is a reshape and one transpose to channels-last rows ``[N·out, C·k]``,
+    and the convolution one ``[N·out, C·k]·[C·k, O]`` product, transposed back to ``[N, O, *out]``
+    (a ViT's next step transposes it to tokens again, and XLA cancels the pair)."""
+    n, kernel = len(out), weight.shape[2:]
     # the input beyond the last whole patch is ignored, as torch ignores it
     x = lax.slice(x, [0] * x.ndim, [*x.shape[:2], *(o * k for o, k in zip(out, kernel, strict=True))])
     batch, channels = x.shape[:2]
@@ -454,11 +454,14 @@ def conv_lowering(input_shape: Sequence[int], weight_shape: Sequence[int], strid
         return "onednn"
     if transposed:
         return "col2im"
+
+    def onednn_may_run() -> bool:  # asked only where a rule would pick oneDNN (it builds the shim)
+        return impl == "auto" and n == 2 and jnp.dtype(dtype) == jnp.float32 and onednn.available()
+
     if groups > 1 and weight_shape[1] == 1:
-        if (impl == "auto" and _CPU_ONEDNN_DEPTHWISE and n == 2 and tuple(weight_shape[2:]) == (3, 3)
-                and _CPU_ONEDNN_DEPTHWISE_INPUT_POSITIONS[0] <= math.prod(input_shape[2:])
-                <= _CPU_ONEDNN_DEPTHWISE_INPUT_POSITIONS[1] and jnp.dtype(dtype) == jnp.float32
-                and onednn.available()):
+        small_map = (_CPU_ONEDNN_DEPTHWISE_INPUT_POSITIONS[0] <= math.prod(input_shape[2:])
+                     <= _CPU_ONEDNN_DEPTHWISE_INPUT_POSITIONS[1])
+        if _CPU_ONEDNN_DEPTHWISE and tuple(weight_shape[2:]) == (3, 3) and small_map and onednn_may_run():
             return "onednn"
         return "depthwise"
     stride_t, dilation_t = _ntuple(stride, n, "stride"), _ntuple(dilation, n, "dilation")
@@ -467,8 +470,7 @@ def conv_lowering(input_shape: Sequence[int], weight_shape: Sequence[int], strid
     else:
         pads = list(padding)  # already (lo, hi) pairs
     positions = math.prod(_out_size(input_shape[2:], pads, weight_shape[2:], stride_t, dilation_t))
-    to_onednn = (impl == "auto" and _CPU_ONEDNN and n == 2 and groups == 1 and jnp.dtype(dtype) == jnp.float32
-                 and onednn.available())
+    to_onednn = _CPU_ONEDNN and groups == 1 and onednn_may_run()
     if groups == 1 and all(k == 1 for k in weight_shape[2:]) and _POINTWISE_LOWERING:
         if to_onednn and _CPU_ONEDNN_POINTWISE and positions >= _CPU_ONEDNN_POINTWISE_FROM_POSITIONS:
             return "onednn"
@@ -496,9 +498,6 @@ def _conv_with_bias(n: int, x: jax.Array, weight: jax.Array, bias: jax.Array | N
     lowering = conv_lowering(x.shape, weight.shape, stride, pads, dilation, groups, dtype=dtype)
     if lowering == "onednn":
         y = onednn.conv2d(x, weight, stride, pads, dilation, groups)
-    elif lowering == "patches" and groups == 1 and _PATCHIFY_AS_RESHAPE and _non_overlapping(
-            weight.shape[2:], stride, dilation):
-        y = _patchify_conv(n, x, weight, pads, stride)
     elif lowering == "patches":
         y = _patches_conv(n, x, weight, pads, stride, dilation, groups)
     elif lowering == "pointwise":
