@@ -127,7 +127,7 @@ void RunSlice(int64_t kind, const Geometry& g, const Plan& plan, dnnl::stream& s
   memory scratchpad = funcnet_onednn::Scratchpad(plan.scratchpad);
   std::unordered_map<int, memory> args{{DNNL_ARG_SCRATCHPAD, scratchpad}};
   memory user_weights(g.weights_user(), engine, kind == kBackwardWeights ? out : b);
-  memory weights = plan.reorder_weights ? memory(plan.weights, engine) : user_weights;
+  memory weights = plan.reorder_weights ? funcnet_onednn::Scratchpad(plan.weights, 1) : user_weights;
   if (kind == kForward) {
     if (plan.reorder_weights) plan.weights_reorder.execute(stream, user_weights, weights);
     args[DNNL_ARG_SRC] = memory(g.activation(g.x), engine, a);

@@ -43,17 +43,22 @@ inline dnnl::primitive_attr UserScratchpad() {
   return attr;
 }
 
-// This thread's scratchpad for a primitive whose plan needs `desc` (kept and grown per thread:
-// allocating it per call cost ~5-10 us a block inside XLA's threads).
-inline dnnl::memory Scratchpad(const dnnl::memory::desc& desc) {
-  thread_local std::unique_ptr<char[]> buffer;
-  thread_local size_t capacity = 0;
+// This thread's scratch memory for `desc` (kept and grown per thread: allocating a primitive's
+// scratchpad per call cost ~5-10 us a block inside XLA's threads). `slot` tells apart buffers one
+// block uses at the same time: 0 for primitives' scratchpads, 1 for reordered weights.
+inline dnnl::memory Scratchpad(const dnnl::memory::desc& desc, int slot = 0) {
+  struct Buffer {
+    std::unique_ptr<char[]> data;
+    size_t capacity = 0;
+  };
+  thread_local Buffer buffers[2];
+  Buffer& buffer = buffers[slot];
   const size_t size = desc.get_size();
-  if (size > capacity) {
-    buffer.reset(new char[size + 64]);
-    capacity = size;
+  if (size > buffer.capacity) {
+    buffer.data.reset(new char[size + 64]);
+    buffer.capacity = size;
   }
-  const auto aligned = (reinterpret_cast<uintptr_t>(buffer.get()) + 63) & ~uintptr_t{63};
+  const auto aligned = (reinterpret_cast<uintptr_t>(buffer.data.get()) + 63) & ~uintptr_t{63};
   return dnnl::memory(desc, Engine(), reinterpret_cast<void*>(aligned));
 }
 
