@@ -1,5 +1,6 @@
 """What oneDNN's JAX primitives (``conv.py``, ``matmul.py``) share: creation with an eager
-implementation, the float32 check, operands with a common leading batch, the availability guard."""
+implementation, lowering rules (oneDNN on CPU, the same maths in lax ops elsewhere and in
+``jax.export``), the float32 check, operands with a common leading batch, the availability guard."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 from jax.extend.core import Primitive
+from jax.interpreters import mlir
 
 
 @functools.cache
@@ -24,6 +26,26 @@ def new_primitive(name: str, abstract_eval: Callable) -> Primitive:
     primitive.def_abstract_eval(abstract_eval)
     primitive.def_impl(lambda *args, **params: _compiled(primitive, tuple(sorted(params.items())))(*args))
     return primitive
+
+
+def exporting(ctx: mlir.LoweringRuleContext) -> bool:
+    """Whether a lowering is for ``jax.export`` (or ``jax2tf``): its artifact may only contain custom
+    calls with a compatibility guarantee, and runs where funcnet's shim is not loaded."""
+    return bool(ctx.module_context.lowering_parameters.for_export)
+
+
+def register_lowerings(primitive: Primitive, kernel: Callable, portable: Callable) -> None:
+    """Lower ``primitive`` to ``kernel`` (a function of its operands and parameters that calls the
+    shim) on CPU, and to ``portable`` (the same maths in lax ops) on every other platform and in
+    exports. So a program traced on CPU also lowers for a GPU/TPU, and exports to any platform."""
+    kernel_rule = mlir.lower_fun(kernel, multiple_results=False)
+    portable_rule = mlir.lower_fun(portable, multiple_results=False)
+
+    def cpu_rule(ctx, *args, **params):
+        return (portable_rule if exporting(ctx) else kernel_rule)(ctx, *args, **params)
+
+    mlir.register_lowering(primitive, portable_rule)
+    mlir.register_lowering(primitive, cpu_rule, platform="cpu")
 
 
 def check_float32(name: str, *avals) -> None:

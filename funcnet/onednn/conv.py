@@ -16,8 +16,9 @@ primitive                  operands -> result          transposes (w.r.t. first 
 Every primitive carries the whole geometry as parameters (``x_hw`` and ``kernel_hw`` included,
 since a transpose must rebuild the shape it cannot see). Leading dimensions beyond the 4 of
 NCHW are a batch (``jax.vmap``): the handler runs one slice at a time; a batched input with a
-shared weight is folded into N instead. On CPU only: another backend has no lowering for these
-primitives (``funcnet.nn.functional.conv_lowering`` picks them on CPU only).
+shared weight is folded into N instead. oneDNN runs on CPU only
+(``funcnet.nn.functional.conv_lowering`` picks these primitives on CPU only); a program traced
+on CPU but lowered for another platform, or for ``jax.export``, gets XLA's convolution instead.
 """
 
 from __future__ import annotations
@@ -28,9 +29,16 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.interpreters import ad, batching, mlir
+from jax import lax
+from jax.interpreters import ad, batching
 
-from funcnet.onednn._primitives import check_float32, new_primitive, require_available, with_leading_batch
+from funcnet.onednn._primitives import (
+    check_float32,
+    new_primitive,
+    register_lowerings,
+    require_available,
+    with_leading_batch,
+)
 
 _NHWC = (0, 2, 3, 1)
 
@@ -135,11 +143,42 @@ def _backward_weights_lowered(x, dy, **p):
         _to_nhwc(x), _to_nhwc(dy), **_attributes(xs, ws, ys, p))
 
 
-mlir.register_lowering(conv_p, mlir.lower_fun(_conv_lowered, multiple_results=False), platform="cpu")
-mlir.register_lowering(backward_data_p, mlir.lower_fun(_backward_data_lowered, multiple_results=False),
-                       platform="cpu")
-mlir.register_lowering(backward_weights_p, mlir.lower_fun(_backward_weights_lowered, multiple_results=False),
-                       platform="cpu")
+# Elsewhere (other platforms, jax.export): the same maths as XLA's convolution and its transposes.
+def _lax_conv(x, w, p: dict):
+    return lax.conv_general_dilated(x, w, p["stride"], p["padding"], rhs_dilation=p["dilation"],
+                                    feature_group_count=p["groups"], dimension_numbers=("NCHW", "OIHW", "NCHW"))
+
+
+def _per_slice(fn, operand):
+    """``fn`` of one NCHW/OIHW slice, mapped over ``operand``'s leading (batch) dimensions."""
+    for _ in range(operand.ndim - 4):
+        fn = jax.vmap(fn)
+    return fn
+
+
+def _conv_portable(x, w, **p):
+    return _per_slice(lambda x, w: _lax_conv(x, w, p), x)(x, w)
+
+
+def _backward_data_portable(dy, w, **p):
+    def one(dy, w):
+        x = jax.ShapeDtypeStruct((dy.shape[0], w.shape[1] * p["groups"], *p["x_hw"]), dy.dtype)
+        return jax.linear_transpose(lambda x: _lax_conv(x, w, p), x)(dy)[0]
+
+    return _per_slice(one, dy)(dy, w)
+
+
+def _backward_weights_portable(x, dy, **p):
+    def one(x, dy):
+        w = jax.ShapeDtypeStruct((dy.shape[1], x.shape[1] // p["groups"], *p["kernel_hw"]), x.dtype)
+        return jax.linear_transpose(lambda w: _lax_conv(x, w, p), w)(dy)[0]
+
+    return _per_slice(one, x)(x, dy)
+
+
+register_lowerings(conv_p, _conv_lowered, _conv_portable)
+register_lowerings(backward_data_p, _backward_data_lowered, _backward_data_portable)
+register_lowerings(backward_weights_p, _backward_weights_lowered, _backward_weights_portable)
 
 
 # Differentiation: each primitive is bilinear; the transposes are the other two (table above).

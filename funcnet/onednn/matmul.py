@@ -13,7 +13,8 @@ not transposed   ``matmul(ct, b, False, not tb)``           ``matmul(a, ct, not 
 transposed       ``matmul(b, ct, tb, True)``                ``matmul(ct, a, True, ta)``
 ==============  ========================================  ========================================
 
-so JAX differentiates it to any order in both modes. CPU only, like ``funcnet.onednn.conv``.
+so JAX differentiates it to any order in both modes. oneDNN on CPU only, like
+``funcnet.onednn.conv``: lowered for another platform or for ``jax.export``, it is XLA's dot.
 """
 
 from __future__ import annotations
@@ -21,9 +22,15 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.interpreters import ad, batching, mlir
+from jax.interpreters import ad, batching
 
-from funcnet.onednn._primitives import check_float32, new_primitive, require_available, with_leading_batch
+from funcnet.onednn._primitives import (
+    check_float32,
+    new_primitive,
+    register_lowerings,
+    require_available,
+    with_leading_batch,
+)
 
 
 def _dims(a_shape, b_shape, transpose_a: bool, transpose_b: bool) -> tuple[int, int, int, int]:
@@ -55,7 +62,12 @@ def _lowered(a, b, *, transpose_a, transpose_b):
         transpose_a=bool(transpose_a), transpose_b=bool(transpose_b))
 
 
-mlir.register_lowering(matmul_p, mlir.lower_fun(_lowered, multiple_results=False), platform="cpu")
+def _portable(a, b, *, transpose_a, transpose_b):
+    """Elsewhere (other platforms, jax.export): XLA's dot."""
+    return jnp.matmul(jnp.swapaxes(a, -1, -2) if transpose_a else a, jnp.swapaxes(b, -1, -2) if transpose_b else b)
+
+
+register_lowerings(matmul_p, _lowered, _portable)
 
 
 def _transpose_a(ct, a, b, *, transpose_a, transpose_b):

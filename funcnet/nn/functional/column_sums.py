@@ -10,7 +10,7 @@ primitives, each the other's transpose (the benchmark ViT's train step: 0.978x t
   consumer, as it would ``y + bias``);
 - :func:`column_sums` lowers, on CPU for float32 when funcnet's native shim is available
   (``funcnet.onednn.available()``), to the shim's column-sum kernel (``funcnet/onednn/sums.cc``);
-  elsewhere to XLA's reduction.
+  elsewhere, and for ``jax.export``, to XLA's reduction.
 
 Both are differentiable to any order in both modes and batch under ``vmap`` (a batched call
 falls back to XLA's broadcast/reduction).
@@ -75,9 +75,11 @@ def _reduce_lowering(ctx, x, *, trail):
 
 def _cpu_lowering(ctx, x, *, trail):
     from funcnet import onednn
+    from funcnet.onednn._primitives import exporting
 
     (aval,) = ctx.avals_in
-    if aval.dtype != jnp.float32 or aval.size < _CPU_KERNEL_FROM_ELEMENTS or not onednn.available():
+    if (aval.dtype != jnp.float32 or aval.size < _CPU_KERNEL_FROM_ELEMENTS or exporting(ctx)
+            or not onednn.available()):
         return _reduce_lowering(ctx, x, trail=trail)
     cols = math.prod(trail)
     rows = aval.size // cols
