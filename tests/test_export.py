@@ -101,3 +101,37 @@ def test_model_train_step_exports():
     for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
         assert_close_to_scale(g, w, 1e-5)
     assert funcnet_custom_calls(export.export(step, platforms=["cuda"])(params, x, y).mlir_module()) == set()
+
+
+def test_accelerator_rules_lower_for_cuda(monkeypatch):
+    """Traced as on a GPU host (``jax.default_backend()`` reads "gpu"), a train step takes the
+    accelerator rules (XLA's convolution, pooling and dots, none of the shim's primitives) and
+    lowers for CUDA, in float32 and with ``compute_dtype=bfloat16``."""
+    import optax
+
+    from funcnet.train import TrainState, make_train_step
+
+    class ConvAttentionNet(SmallConvNet):
+        def __init__(self):
+            super().__init__()
+            self.pool = nn.MaxPool2d(2)
+            self.attention = nn.MultiheadAttention(16, 2, batch_first=True)
+
+        def forward(self, x):
+            x = self.pool(F.relu(self.bn(self.conv(x))))  # [N, 16, 4, 4]
+            tokens = funcnet.flatten(x, 2).transpose(0, 2, 1)  # [N, 16 positions, 16]
+            tokens, _ = self.attention(tokens, tokens, tokens, need_weights=False)
+            return self.fc(jnp.tile(funcnet.flatten(tokens, 1), 4))
+
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    model, optimizer = ConvAttentionNet(), optax.sgd(0.1, momentum=0.9)
+    rng = np.random.default_rng(2)
+    batch = (jnp.asarray(rng.standard_normal((4, 8, 8, 8)), jnp.float32), jnp.asarray(rng.integers(0, 10, 4)))
+    state = TrainState.create(model, optimizer, jax.random.key(0))
+    for compute_dtype in (None, jnp.bfloat16):
+        step = make_train_step(model, F.cross_entropy, optimizer, compute_dtype=compute_dtype)
+        exported = export.export(step._step, platforms=["cuda"])(state, batch)
+        text = exported.mlir_module()
+        assert "convolution" in text and funcnet_custom_calls(text) == set()
+        # the accelerator rules picked none of the shim's primitives
+        assert "funcnet_onednn" not in str(jax.make_jaxpr(step._step)(state, batch))
