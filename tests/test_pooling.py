@@ -60,6 +60,9 @@ MODULE_CASES = [
     ("MaxPool2d", (3,), dict(stride=2, dilation=2, padding=1, ceil_mode=True), (2, 3, 12, 11)),
     ("MaxPool2d", (2,), dict(stride=2, padding=1, ceil_mode=True), (3, 5, 5)),  # unbatched
     ("MaxPool3d", (2,), dict(stride=(1, 2, 2), padding=1, ceil_mode=True), (2, 2, 4, 5, 6)),
+    # Non-overlapping windows (stride = kernel) with a padding or a remainder: their own gradient.
+    ("MaxPool2d", ((3, 2),), dict(padding=1), (2, 3, 10, 7)),  # floor mode drops a row
+    ("MaxPool3d", (2,), dict(ceil_mode=True), (2, 2, 5, 6, 7)),  # ceil mode: partial last windows
     ("AvgPool1d", (3,), dict(stride=2, padding=1), (2, 3, 10)),
     ("AvgPool1d", (4,), dict(stride=3, padding=2, ceil_mode=True, count_include_pad=False), (2, 3, 12)),
     ("AvgPool1d", (2,), dict(ceil_mode=True), (3, 7)),  # unbatched

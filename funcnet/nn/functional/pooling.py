@@ -148,7 +148,34 @@ def _slice_max_bwd(k, s, pads, out, residuals, g):
     # (81 comparisons per input element for a 3×3 window).
     winner = jnp.argmax(jnp.stack(windows), axis=0)
     zero = jnp.zeros((), g.dtype)
+    if s == k:
+        return (_spread_to_winners(winner, g, k, pads, x.shape[2:]),)
     return scatter([jnp.where(winner == offset, g, zero) for offset in range(len(windows))])
+
+
+def _spread_to_winners(winner: jax.Array, g: jax.Array, k: tuple[int, ...], pads, spatial) -> jax.Array:
+    """The gradient of non-overlapping windows (stride = kernel, as ``MaxPool2d(2)``): each input
+    position's window holds ``winner`` and ``g`` at the position divided by ``k``, so the gradient
+    is one elementwise select over nearest-upsampled ``winner`` and ``g`` (0.55-0.77x the time of
+    scattering ``∏k`` slices back, which XLA:CPU lowers as interior-padded sums)."""
+    n = len(k)
+    out = winner.shape[2:]
+
+    def upsample(a):  # [N, C, *out] -> [N, C, *(out·k)]: every window's value at all of its positions
+        expanded = a.reshape(a.shape[:2] + tuple(d for o in out for d in (o, 1)))
+        tiled = jnp.broadcast_to(expanded, a.shape[:2] + tuple(d for o, kk in zip(out, k) for d in (o, kk)))
+        return tiled.reshape(a.shape[:2] + tuple(o * kk for o, kk in zip(out, k)))
+
+    # Each position's offset inside its window, row-major as the windows are stacked.
+    offset = np.zeros(tuple(o * kk for o, kk in zip(out, k)), np.int32)
+    for axis, kk in enumerate(k):
+        position = np.arange(out[axis] * kk).reshape((-1,) + (1,) * (n - 1 - axis))
+        offset = offset * kk + position % kk
+    covered = jnp.where(upsample(winner.astype(jnp.int32)) == offset, upsample(g), jnp.zeros((), g.dtype))
+    # The windows cover the padded input from its first row to out·k: crop the padding, and give
+    # rows no window reached (floor mode's remainder) a zero gradient.
+    config = [(0, 0, 0)] * 2 + [(-lo, size + lo - o * kk, 0) for (lo, _), size, o, kk in zip(pads, spatial, out, k)]
+    return lax.pad(covered, jnp.zeros((), g.dtype), config)
 
 
 _slice_max.defvjp(_slice_max_fwd, _slice_max_bwd)
