@@ -127,30 +127,68 @@ def _padded_windows(x: jax.Array, k: tuple[int, ...], s: tuple[int, ...], pads, 
     return _shifted_windows(xp, k, s, (1,) * len(k), out)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3, 4))
-def _slice_max(x: jax.Array, k: tuple[int, ...], s: tuple[int, ...], pads, out: tuple[int, ...]) -> jax.Array:
-    """Max pooling as an elementwise max of the window's shifted slices (one fused loop on CPU)."""
+def _window_max(x: jax.Array, k: tuple[int, ...], s: tuple[int, ...], pads, out: tuple[int, ...]) -> jax.Array:
+    """The elementwise max of the window's shifted slices (one fused loop on CPU)."""
     return functools.reduce(jnp.maximum, _padded_windows(x, k, s, pads, out))
 
 
-def _slice_max_fwd(x, k, s, pads, out):
-    return _slice_max(x, k, s, pads, out), x
-
-
-def _slice_max_bwd(k, s, pads, out, residuals, g):
-    """The whole gradient to the first maximal element of each window (torch's ``val > maxval``
-    scan; a NaN counts as maximal), scattered back by the transpose of the slicing."""
-    x = residuals
+def _window_max_grad(x: jax.Array, g: jax.Array, k: tuple[int, ...], s: tuple[int, ...], pads,
+                     out: tuple[int, ...]) -> jax.Array:
+    """The gradient of :func:`_window_max`: the whole of ``g`` to the first maximal element of each
+    window (torch's ``val > maxval`` scan; a NaN counts as maximal), scattered back by the
+    transpose of the slicing."""
     windows, scatter = jax.vjp(lambda x: _padded_windows(x, k, s, pads, out), x)
     # The window offset that takes the gradient, as one argmax reduction (first maximum; a NaN is
     # maximal, as in jnp.argmax): XLA materialises it, where an elementwise formula (a running
     # "taken" mask) was fused into, and recomputed for, each of the ∏k terms of the scatter below
     # (81 comparisons per input element for a 3×3 window).
     winner = jnp.argmax(jnp.stack(windows), axis=0)
-    zero = jnp.zeros((), g.dtype)
     if s == k:
-        return (_spread_to_winners(winner, g, k, pads, x.shape[2:]),)
-    return scatter([jnp.where(winner == offset, g, zero) for offset in range(len(windows))])
+        return _spread_to_winners(winner, g, k, pads, x.shape[2:])
+    zero = jnp.zeros((), g.dtype)
+    return scatter([jnp.where(winner == offset, g, zero) for offset in range(len(windows))])[0]
+
+
+def _axis_stages(k: tuple[int, ...], s: tuple[int, ...], pads, spatial, out: tuple[int, ...]) -> list[tuple]:
+    """``(k, s, pads, out)`` of 1-D poolings, last axis first, whose composition is the n-D pooling.
+
+    The max over a window is the max over its rows of each row's max, and the first maximum of
+    each row, then the first row holding the overall maximum, is the first maximum in row-major
+    order: the same element takes the gradient as in one n-D pass.
+    """
+    n, sizes, stages = len(k), list(spatial), []
+    for axis in reversed(range(n)):
+        if k[axis] == s[axis] == 1 and tuple(pads[axis]) == (0, 0):
+            continue
+        sizes[axis] = out[axis]
+        along = lambda value, other, axis=axis: tuple(value if i == axis else other for i in range(n))
+        stages.append((along(k[axis], 1), along(s[axis], 1), along(tuple(pads[axis]), (0, 0)), tuple(sizes)))
+    return stages
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3, 4))
+def _slice_max(x: jax.Array, k: tuple[int, ...], s: tuple[int, ...], pads, out: tuple[int, ...]) -> jax.Array:
+    """Max pooling as an elementwise max of the window's shifted slices. Differentiated, windows
+    that overlap (stride < kernel) are pooled one axis at a time (:func:`_axis_stages`): ResNet's
+    3×3/2 max pooling forward + backward in 0.57-0.61x the time of one n-D pass and its scatter."""
+    return _window_max(x, k, s, pads, out)
+
+
+def _slice_max_fwd(x, k, s, pads, out):
+    if s == k:
+        return _window_max(x, k, s, pads, out), (x,)
+    inputs = []
+    for stage in _axis_stages(k, s, pads, x.shape[2:], out):
+        inputs.append(x)
+        x = _window_max(x, *stage)
+    return x, tuple(inputs)
+
+
+def _slice_max_bwd(k, s, pads, out, inputs, g):
+    stages = [(k, s, pads, out)] if s == k else _axis_stages(k, s, pads, inputs[0].shape[2:], out)
+    for stage, x in zip(reversed(stages), reversed(inputs), strict=True):
+        g = _window_max_grad(x, g, *stage)
+    return (g,)
 
 
 def _spread_to_winners(winner: jax.Array, g: jax.Array, k: tuple[int, ...], pads, spatial) -> jax.Array:
