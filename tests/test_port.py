@@ -13,6 +13,7 @@ import sys
 import textwrap
 import zlib
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -237,7 +238,6 @@ def test_device_arguments_are_dropped_and_device_reads_survive_tracing():
             return (x + noise).to(x.device)
         """)
     assert flags == [] and "funcnet.zeros(x.shape, dtype=x.dtype)" in code and "tm.device_of(x)" in code
-    import jax
 
     x = jnp.arange(4.0)
     assert _run(code, "f", x).dtype == jnp.float32
@@ -261,8 +261,9 @@ def test_functional_dropout_in_a_module_gets_the_call_sites_key():
         in code
     assert "F.dropout(x, 0.5, self.training, key=self.make_rng() if self.training and 0.5 > 0 else None)" in code
     assert "F.dropout(x, 0.5, key=self.make_rng() if 0.5 > 0 else None)" in code
-    assert [f.line for f in flags] == [10] and "outside a module method" in flags[0].message
-    import jax
+    # a free function (called from some module's forward) draws with the calling module's key
+    assert "F.dropout(x, 0.5, training, key=tm.call_site_key() if training and 0.5 > 0 else None)" in code
+    assert flags == []
 
     m = _run(code + "\ndef build():\n    return M()\n", "build")
     x = jnp.ones((4, 100))
@@ -271,6 +272,94 @@ def test_functional_dropout_in_a_module_gets_the_call_sites_key():
     out = np.asarray(out)  # each term is 0 or 2 (kept, scaled by 1 / (1 - p)); two independent masks
     assert set(np.unique(out)) == {0.0, 2.0, 4.0}
     assert 0.15 < float((out == 0).mean()) < 0.35 and 0.15 < float((out == 4).mean()) < 0.35
+
+
+RANDOM_SOURCE = """\
+import torch
+from torch import nn
+
+
+def drop_rows(x, p: float, training: bool = True):
+    # torchvision's stochastic_depth, shortened: Bernoulli noise drawn in a free function
+    if not training or p == 0.0:
+        return x
+    noise = torch.empty([x.shape[0]] + [1] * (x.ndim - 1), dtype=x.dtype)
+    noise = noise.bernoulli_(1.0 - p)
+    noise.div_(1.0 - p)
+    return x * noise
+
+
+def draws(x):
+    u = torch.rand(x.shape[0], 1000)
+    z = torch.randn_like(x)
+    b = torch.bernoulli(torch.full((1000,), 0.25))
+    e = torch.empty(1000)
+    e.uniform_(2.0, 3.0)
+    return u, z, b, e, torch.randint(3, 7, (1000,)), torch.randperm(10)
+
+
+class StochasticDepth(nn.Module):
+    def __init__(self, p):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x):
+        return drop_rows(x, self.p, self.training)
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.first, self.second = StochasticDepth(0.5), StochasticDepth(0.2)
+
+    def forward(self, x):
+        return self.first(x), self.second(x), draws(x)
+"""
+
+
+def test_random_draws_in_free_functions_take_the_calling_modules_key():
+    """torch's global-generator draws (``torch.rand``…, ``x.bernoulli_(p)``…) in a forward pass, also
+    in free functions a module calls: drawn from the key given to apply, per call site."""
+    code, flags = _convert(RANDOM_SOURCE)
+    assert flags == [], flags
+    assert "noise = tm.bernoulli_(noise, 1.0 - p)\n" in code and "e = tm.uniform_(e, 2.0, 3.0)\n" in code
+    net = _run(code + "\ndef build():\n    return Net()\n", "build")
+    x = jnp.ones((4000, 8))
+
+    (first, second, (u, z, b, e, ints, perm)), _ = net.apply({}, x, key=jax.random.key(1), train=True)
+    assert u.shape == (4000, 1000) and u.dtype == jnp.float32 and 0 <= float(u.min()) and float(u.max()) < 1
+    assert abs(float(u.mean()) - 0.5) < 0.01 and z.shape == x.shape and abs(float(z.std()) - 1) < 0.02
+    assert set(np.unique(np.asarray(b))) == {0.0, 1.0} and 0.2 < float(b.mean()) < 0.3
+    assert 2.0 <= float(e.min()) and float(e.max()) < 3.0 and e.dtype == jnp.float32
+    assert 3 <= int(ints.min()) and int(ints.max()) == 6 and sorted(np.asarray(perm).tolist()) == list(range(10))
+    # stochastic depth: whole rows zeroed with probability p, the others scaled by 1 / (1 - p)
+    for rows, p in ((first, 0.5), (second, 0.2)):
+        assert set(np.unique(np.asarray(rows))) == {0.0, 1 / (1 - p)} and bool((rows == rows[:, :1]).all())
+        assert p - 0.03 < float((rows[:, 0] == 0).mean()) < p + 0.03
+    again, _ = net.apply({}, x, key=jax.random.key(1), train=True)
+    np.testing.assert_array_equal(np.asarray(again[0]), np.asarray(first))  # the same key, the same draws
+    other, _ = net.apply({}, x, key=jax.random.key(2), train=True)
+    assert not np.array_equal(np.asarray(other[0]), np.asarray(first))
+
+    with pytest.raises(ValueError, match=r"first \(StochasticDepth\) needs randomness in train mode: pass key="):
+        net.apply({}, x, train=True)
+    with pytest.raises(RuntimeError, match="outside any apply"):
+        _run(code, "draws", x)
+
+
+def test_random_draws_in_init_stay_flagged():
+    """In ``__init__`` a draw initialises a parameter: the declaration's initialiser is meant."""
+    _, flags = _convert("""\
+        import torch
+        from torch import nn
+        class M(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.register_buffer("noise", torch.randn(3))
+                w = torch.empty(3)
+                w.normal_()
+        """)
+    assert [f.line for f in flags] == [6, 8] and all("explicit key" in f.message for f in flags)
 
 
 def test_size_on_a_numpy_batch_works_as_on_a_tensor():
@@ -436,7 +525,6 @@ def test_parameter_from_a_filled_fresh_tensor_becomes_a_declaration():
     assert "self.pos = nn.Parameter((1, n, 4), init=funcnet.nn.init.normal(std=0.02))" in code
     assert "self.gain = nn.Parameter(n, init=funcnet.nn.init.uniform(-1, 1))" in code
     assert "self.zero = nn.Parameter(n, init=0.0, dtype=jnp.float32)" in code
-    import jax
 
     m = _run(code + "\ndef build():\n    return M(3)\n", "build")
     params = m.init(jax.random.key(0)).params
@@ -450,8 +538,8 @@ FLAGGED = [
     ("loss.backward()", "jax.grad"),
     ("g = x.grad", "gradients are values"),
     ("with torch.no_grad():\n        y = x * 2", "torch.no_grad()"),
-    ("y = torch.randn(3, 4)", "explicit key"),
-    ("y = torch.empty(3).normal_()", "explicit key"),
+    ("y = torch.multinomial(x, 2)", "explicit key"),
+    ("y = torch.empty(3).exponential_()", "explicit key"),
     ("y = x.add_(1)", "used as a value"),
     ("self.w.add_(1)", "in place on a shared tensor"),
     ("y = torch.cuda.is_available()", "JAX chooses devices"),
@@ -522,13 +610,11 @@ def test_torchvision_model_files_convert_and_parse(converted_torchvision):
         report.extend(f"    {f.line}: {f.message}" for f in flags)
     print("\n".join(report))
     # What stays flagged in torchvision's classification code: the memory-efficient DenseNet's
-    # requires_grad test, Swin's attention dropout in a free function, and stochastic depth's
-    # Bernoulli noise (and the update of that noise).
+    # requires_grad test. (Swin's attention dropout and stochastic depth's Bernoulli noise, drawn in
+    # free functions, take the calling module's key.)
     flagged = {path: [f.line for f in flags] for path, (_, flags) in converted_torchvision.items() if flags}
     assert flagged == {
         "torchvision/models/densenet.py": [55],  # requires_grad read as True (checkpoints always)
-        "torchvision/models/swin_transformer.py": [212, 216],  # F.dropout in a free function: no key to give
-        "torchvision/ops/stochastic_depth.py": [41, 43],
     }
 
 
@@ -544,5 +630,7 @@ def test_torchvision_tensor_idioms_are_converted(converted_torchvision):
     assert "attn_mask = tm.at(attn_mask)[h[0] : h[1], w[0] : w[1]].set(count)" in swin
     assert "tm.at(self.qkv.bias, inplace=True)[length : 2 * length].set(0)" in swin
     assert not [f for f in swin_flags if "in-place" in f.message], swin_flags
-    _, depth_flags = converted_torchvision["torchvision/ops/stochastic_depth.py"]
-    assert any(".bernoulli_()" in f.message and f.line == 41 for f in depth_flags)
+    assert "key=tm.call_site_key() if training and attention_dropout > 0 else None" in swin
+    depth, _ = converted_torchvision["torchvision/ops/stochastic_depth.py"]
+    assert "noise = tm.bernoulli_(noise, survival_rate)\n" in depth
+    assert "noise = tm.div_(noise, survival_rate)\n" in depth

@@ -104,6 +104,47 @@ def test_efficientnet_v2(zoo):
     _check(zoo, "efficientnet", make)
 
 
+def test_stochastic_depth_draws_from_the_apply_key(zoo):
+    """torchvision's own ``StochasticDepth`` (``ops/stochastic_depth.py``, Bernoulli noise drawn in a
+    free function), converted: rows or the whole batch dropped at rate p, kept ones scaled by
+    1 / (1 - p), from the key given to apply; identity in eval mode."""
+    zh.load(zoo[0], "efficientnet")  # puts the converted package on the path
+    from fvision.ops.stochastic_depth import StochasticDepth
+
+    x = jax.numpy.ones((4000, 3))
+    rows, _ = StochasticDepth(0.3, "row").apply({}, x, key=jax.random.key(0), train=True)
+    assert set(np.unique(np.asarray(rows))) == {0.0, np.float32(1 / 0.7)}
+    assert 0.27 < float((rows[:, 0] == 0).mean()) < 0.33
+    batches = [float(StochasticDepth(0.5, "batch").apply({}, x, key=jax.random.key(k), train=True)[0].max())
+               for k in range(40)]
+    assert set(batches) == {0.0, 2.0} and 10 < batches.count(0.0) < 30
+    np.testing.assert_array_equal(StochasticDepth(0.3, "row").apply({}, x), x)  # eval: no key needed
+
+
+def test_efficientnet_trains_with_its_default_stochastic_depth(zoo):
+    """EfficientNet as torchvision builds it (stochastic depth 0.2, dropout 0.2): a jitted train step's
+    loss and gradients are finite and depend on the key."""
+    import funcnet.nn.functional as F
+
+    fmodule, _ = zh.load(zoo[0], "efficientnet")
+    setting, last = fmodule._efficientnet_conf("efficientnet_b0", width_mult=0.25, depth_mult=0.2)
+    model = fmodule.EfficientNet(setting, dropout=0.2, stochastic_depth_prob=0.2, num_classes=5, last_channel=last)
+    variables = model.init(jax.random.key(0))
+    x = jax.random.normal(jax.random.key(1), (2, 3, 32, 32))
+
+    @jax.jit
+    def loss_and_grads(params, key):
+        def loss(params):
+            out, _ = model.apply(params, x, buffers=variables.buffers, key=key, train=True)
+            return F.cross_entropy(out, jax.numpy.array([0, 3]))
+        return jax.value_and_grad(loss)(params)
+
+    (loss, grads), (other, _) = loss_and_grads(variables.params, jax.random.key(2)), \
+        loss_and_grads(variables.params, jax.random.key(3))
+    assert np.isfinite(float(loss)) and all(np.isfinite(np.asarray(g)).all() for g in jax.tree.leaves(grads))
+    assert float(loss) != float(other)
+
+
 @pytest.mark.slow
 def test_googlenet(zoo):
     _check(zoo, "googlenet", lambda m: m.GoogLeNet(num_classes=5, aux_logits=True, transform_input=True,

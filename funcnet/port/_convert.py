@@ -72,6 +72,9 @@ _RANDOM = {"rand", "randn", "randint", "randperm", "rand_like", "randn_like", "r
            "bernoulli", "multinomial", "poisson"}
 _RANDOM_INPLACE = {"normal_", "uniform_", "bernoulli_", "random_", "exponential_", "geometric_", "cauchy_",
                    "log_normal_"}
+# Draws funcnet.port.random makes from the call site's key (in a forward pass, not in __init__).
+_RANDOM_DRAWN = {"rand", "randn", "randint", "randperm", "rand_like", "randn_like", "bernoulli"}
+_RANDOM_DRAWN_INPLACE = {"bernoulli_", "uniform_", "normal_"}
 # Fresh tensors that torch code fills in place to declare a parameter: torch.empty(...).normal_(...)
 _DROPOUTS = {"dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout", "feature_alpha_dropout"}
 _CREATION = {"empty", "zeros", "ones", "Tensor", "FloatTensor"}
@@ -387,6 +390,8 @@ class _Converter(cst.CSTTransformer):
                 code, _ = _SPECIAL[prefix]
                 return self.expr(".".join([code, *parts[i:]]))
         if len(parts) == 2 and parts[1] in _RANDOM:
+            if parts[1] in _RANDOM_DRAWN and self._function_name(node) != "__init__":
+                return self.expr(f"tm.{parts[1]}")  # drawn from the call site's key (funcnet.port.random)
             self.flag(node, f"{path}(): random numbers need an explicit key: jax.random.* with a key "
                             "(inside a module: self.make_rng())")
             return updated
@@ -437,11 +442,19 @@ class _Converter(cst.CSTTransformer):
         return updated_node
 
     def _in_forward(self, node: cst.CSTNode) -> bool:
+        return self._function_name(node) == "forward"
+
+    def _function_name(self, node: cst.CSTNode) -> str | None:
         while node is not None:
             if isinstance(node, cst.FunctionDef):
-                return node.name.value == "forward"
+                return node.name.value
             node = self._parent(node)
-        return False
+        return None
+
+    def _draws_at_call_site(self, node: cst.CSTNode, method: str) -> bool:
+        """``x.bernoulli_(p)`` and the like outside ``__init__``: a draw from the call site's key
+        (``tm.bernoulli_``); in ``__init__`` a parameter's initialiser is meant (flagged)."""
+        return method in _RANDOM_DRAWN_INPLACE and self._function_name(node) != "__init__"
 
     def _torch_call(self, original: cst.Call, updated: cst.Call) -> Any:
         """``nn.Parameter(torch.empty(n, m).normal_(std=s))`` → ``nn.Parameter((n, m), init=...)``."""
@@ -477,13 +490,17 @@ class _Converter(cst.CSTTransformer):
         training = [a for a in original.args if a.keyword and a.keyword.value == "training"] or positional[2:3]
         prob = [a for a in original.args if a.keyword and a.keyword.value == "p"] or positional[1:2]
         simple = all(isinstance(a.value, (cst.Name, cst.Attribute, cst.Integer, cst.Float)) for a in training + prob)
-        if not params or params[0].name.value != "self" or not simple:
-            self.flag(original, f"{path}() outside a module method: pass key=<jax.random key> when training "
-                                "(inside a module: key=self.make_rng())")
+        if not simple:
+            self.flag(original, f"{path}(): pass key=<jax.random key> when training (inside a module: "
+                                "key=self.make_rng())")
             return updated
+        # A module method draws its own key; a free function (torchvision's stochastic depth, Swin's
+        # attention) the key of the module that calls it (funcnet.port.random.call_site_key).
+        in_method = bool(params) and params[0].name.value == "self"
         # A key only when a mask is drawn: train mode with p > 0 (apply needs no key otherwise).
         conditions = [_code(a.value) for a in training] + [f"{_code(a.value)} > 0" for a in prob]
-        code = "self.make_rng()" + (f" if {' and '.join(conditions)} else None" if conditions else "")
+        code = ("self.make_rng()" if in_method else f"{_code(self.expr('tm.call_site_key'))}()") + (
+            f" if {' and '.join(conditions)} else None" if conditions else "")
         key = _arg(cst.parse_expression(code), "key")
         return updated.with_changes(args=[*_last_comma_free(list(updated.args)), key])
 
@@ -533,12 +550,25 @@ class _Converter(cst.CSTTransformer):
             if isinstance(grand, cst.Call) and self._torch_path(grand.func) == "torch.nn.Parameter" \
                     and grand.args and grand.args[0] is parent:
                 return updated  # nn.Parameter(torch.empty(...).normal_(...)): _torch_call converts it
+        if self._draws_at_call_site(original, method) and self._receiver_rebound_or_fresh(original):
+            return cst.Call(func=self.expr(f"tm.{method}"), args=[_arg(updated.func.value), *updated.args])
         if method in _RANDOM_INPLACE:
             self.flag(original, f".{method}(): random numbers need an explicit key (jax.random with a key); "
                                 "to initialise a parameter, give its declaration an initialiser")
         else:
             self.flag(original, f".{method}() used as a value: in-place updates convert only as statements")
         return updated
+
+    def _receiver_rebound_or_fresh(self, call: cst.Call) -> bool:
+        """``x = x.bernoulli_(p)`` (the receiver rebound to the result) or ``torch.empty(n).bernoulli_(p)``
+        (a tensor no other name sees): the functional draw means what torch's in-place one does."""
+        receiver = call.func.value
+        if isinstance(receiver, cst.Call) and self._torch_path(receiver.func) is not None:
+            return True
+        assign = self._parent(call)
+        return (isinstance(receiver, cst.Name) and isinstance(assign, cst.Assign) and assign.value is call
+                and len(assign.targets) == 1 and isinstance(assign.targets[0].target, cst.Name)
+                and assign.targets[0].target.value == receiver.value)
 
     def leave_Expr(self, original_node: cst.Expr, updated_node: cst.Expr) -> Any:
         call = original_node.value
@@ -558,7 +588,8 @@ class _Converter(cst.CSTTransformer):
         local = isinstance(receiver_o, cst.Name) and self._analysis.is_local(call, receiver_o.value) or (
             isinstance(receiver_o, cst.Subscript) and isinstance(receiver_o.value, cst.Name)
             and self._analysis.is_local(call, receiver_o.value.value))
-        if isinstance(receiver_o, cst.Name) and not data_stripped and method in _INPLACE and local:
+        if isinstance(receiver_o, cst.Name) and not data_stripped and local and (
+                method in _INPLACE or self._draws_at_call_site(call, method)):
             value = cst.Call(func=self.expr(f"tm.{method}"), args=[_arg(receiver), *args])
             self._check_alias(call, receiver_o.value)
             return cst.Assign(targets=[cst.AssignTarget(cst.Name(receiver_o.value))], value=value)
@@ -711,7 +742,8 @@ _VIEW_FUNCS = {"transpose", "permute", "reshape", "flatten", "squeeze", "unsquee
                "detach", "view_as_real", "view_as_complex", "unflatten", "tensor_split", "atleast_1d", "atleast_2d"}
 _VIEW_METHODS = _VIEW_FUNCS | {"view", "view_as", "expand", "expand_as", "contiguous", "to", "type_as", "float",
                                "double", "half", "long", "int", "bool", "type", "cpu", "cuda", "data", "T", "mT",
-                               "requires_grad_", "clamp_", "add_", "sub_", "mul_", "div_", "zero_", "fill_"}
+                               "requires_grad_", "clamp_", "add_", "sub_", "mul_", "div_", "zero_", "fill_",
+                               "bernoulli_", "uniform_", "normal_"}
 _FRESH_METHODS = {"clone", "copy", "new_zeros", "new_ones", "new_full", "new_empty", "new_tensor", "tolist", "sum",
                   "mean", "std", "var", "prod", "max", "min", "amax", "amin", "argmax", "argmin", "exp", "log", "log2",
                   "sqrt", "rsqrt", "abs", "neg", "sign", "sigmoid", "tanh", "relu", "softmax", "log_softmax",

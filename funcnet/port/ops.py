@@ -930,3 +930,12 @@ def tril(x: jax.Array, diagonal: int = 0) -> jax.Array:
 def triu(x: jax.Array, diagonal: int = 0) -> jax.Array:
     """``torch.triu(x, diagonal)``."""
     return jnp.triu(x, diagonal)
+
+
+# ---- random numbers, keyed by the call site (funcnet/port/random.py) ------------------------------
+from funcnet.port import random as _random  # noqa: E402 - after _method, which wraps its in-place draws
+
+call_site_key = _random.call_site_key
+rand, randn, rand_like, randn_like = _random.rand, _random.randn, _random.rand_like, _random.randn_like
+randint, randperm, bernoulli = _random.randint, _random.randperm, _random.bernoulli
+bernoulli_, uniform_, normal_ = _method(_random.bernoulli_), _method(_random.uniform_), _method(_random.normal_)
