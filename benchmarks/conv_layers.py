@@ -11,7 +11,8 @@ sides for the image-input stem, as in a train step. Systems are interleaved per 
 system rotating); the ratio is the median over rounds of funcnet's time / torch's in the same round, with its quartiles.
 
     python benchmarks/conv_layers.py [--batch 16] [--size 64] [--rounds 9] [--impls auto xla]
-        [--models resnet18 resnet50 mobilenet_v2 efficientnet_b0] [--threads N] [--no-torch]
+        [--models resnet18 resnet50 mobilenet_v2 efficientnet_b0 (the default) convnext_tiny] [--threads N]
+        [--no-torch]
         [--match '32→16 | 1/1/0/1 | 32×32'] [--limit N]
 
 ``--impls``: funcnet lowerings to time (``funcnet.backends`` settings: auto, xla, matmul).
@@ -48,7 +49,9 @@ TORCHVISION_BUILDERS = {
     "resnet50": ("torchvision.models.resnet", "resnet50"),
     "mobilenet_v2": ("torchvision.models.mobilenetv2", "mobilenet_v2"),
     "efficientnet_b0": ("torchvision.models.efficientnet", "efficientnet_b0"),
+    "convnext_tiny": ("torchvision.models.convnext", "convnext_tiny"),  # not in the default set
 }
+DEFAULT_MODELS = ["resnet18", "resnet50", "mobilenet_v2", "efficientnet_b0"]
 
 
 def torchvision_module(module: str):
@@ -159,7 +162,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--impls", nargs="+", default=["auto"], choices=backends.CONV_IMPLS)
-    parser.add_argument("--models", nargs="+", default=list(TORCHVISION_BUILDERS), choices=list(TORCHVISION_BUILDERS))
+    parser.add_argument("--models", nargs="+", default=DEFAULT_MODELS, choices=list(TORCHVISION_BUILDERS))
     parser.add_argument("--limit", type=int, default=0, help="time only the first N shapes (0: all)")
     parser.add_argument("--match", default=None,
                         help="time only shapes whose 'C_in→C_out | k/s/p/g | map' text contains this, "

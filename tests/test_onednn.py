@@ -53,6 +53,7 @@ CASES = [
     (5, 3, 1, dict(stride=(1, 2), padding=1), (6, 5)),  # 1x1
     (6, 4, 3, dict(groups=2, padding="valid"), (6, 6)),  # grouped
     (4, 8, 3, dict(groups=4, stride=(2, 3), padding=(2, 1), dilation=(2, 1)), (9, 8)),  # depthwise, multiplier 2
+    (6, 6, 7, dict(groups=6, padding=3), (9, 10)),  # ConvNeXt's 7x7 depthwise
 ]
 
 
@@ -204,6 +205,9 @@ def test_auto_rule_gives_dense_convolutions_to_onednn():
     assert rule((16, 192, 8, 8), (192, 1, 3, 3), padding=1, groups=192) == "onednn"
     assert rule((16, 960, 2, 2), (960, 1, 3, 3), padding=1, groups=960) == "depthwise"  # 2x2 maps
     assert rule((16, 480, 4, 4), (480, 1, 5, 5), padding=2, groups=480) == "depthwise"  # 5x5 kernels
+    for side in (2, 16, 32):  # ConvNeXt's 7x7 depthwise: oneDNN at every map size
+        assert rule((16, 96, side, side), (96, 1, 7, 7), padding=3, groups=96) == "onednn"
+    assert rule((16, 96, 16), (96, 1, 7), padding=3, groups=96) == "depthwise"  # 1-D: 7 taps
     assert rule((16, 64, 16, 16), (64, 64, 3, 3), padding=1, dtype=jnp.bfloat16) == "xla"  # float32 only
     assert rule((16, 64, 64), (64, 64, 3), padding=1) == "xla"  # 2-D only
     assert F.conv_lowering((16, 64, 16, 16), (64, 64, 3, 3), padding=1, backend="gpu", impl="auto") == "xla"
