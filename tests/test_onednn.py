@@ -204,9 +204,10 @@ def test_auto_rule_gives_dense_convolutions_to_onednn():
     assert rule((16, 576, 4, 4), (576, 1, 3, 3), stride=2, padding=1, groups=576) == "onednn"  # 3x3 dw, 4x4..8x8
     assert rule((16, 192, 8, 8), (192, 1, 3, 3), padding=1, groups=192) == "onednn"
     assert rule((16, 960, 2, 2), (960, 1, 3, 3), padding=1, groups=960) == "depthwise"  # 2x2 maps
-    assert rule((16, 480, 4, 4), (480, 1, 5, 5), padding=2, groups=480) == "depthwise"  # 5x5 kernels
-    for side in (2, 16, 32):  # ConvNeXt's 7x7 depthwise: oneDNN at every map size
+    for side in (2, 16, 32):  # 5x5 (EfficientNet) and 7x7 (ConvNeXt) depthwise: oneDNN at every map size
+        assert rule((16, 480, side, side), (480, 1, 5, 5), padding=2, groups=480) == "onednn"
         assert rule((16, 96, side, side), (96, 1, 7, 7), padding=3, groups=96) == "onednn"
+    assert rule((16, 96, 16, 16), (96, 1, 3, 5), padding=(1, 2), groups=96) == "depthwise"  # 15 taps
     assert rule((16, 96, 16), (96, 1, 7), padding=3, groups=96) == "depthwise"  # 1-D: 7 taps
     assert rule((16, 64, 16, 16), (64, 64, 3, 3), padding=1, dtype=jnp.bfloat16) == "xla"  # float32 only
     assert rule((16, 64, 64), (64, 64, 3), padding=1) == "xla"  # 2-D only

@@ -35,9 +35,9 @@ matmul formulation / time with XLA's convolution, medians of per-round ratios):
 ==========================================  =========================  ===============
 shape family                                 patches-or-other / XLA     rule picks
 ==========================================  =========================  ===============
-depthwise 3×3 / 5×5 (every size)             0.02–0.30 (XLA: C_in       depthwise (3×3 on
+depthwise 3×3 (every size)                   0.02–0.30 (XLA: C_in       depthwise (3×3 on
                                              tiny convolutions)         4×4–8×8 maps: onednn)
-depthwise 7×7 (ConvNeXt)                     (whole model, below)       onednn (else depthwise)
+depthwise 5×5, 7×7 (EfficientNet, ConvNeXt)  (whole models, below)      onednn (else depthwise)
 grouped 3×3, 32 groups (ResNeXt-like)        0.003–0.02                 patches
 transposed 2×2…4×4, stride 2                 0.2–1.0                    col2im
 1×1 (pointwise, any stride)                  0.33–1.0 (median ≈ 0.67)   pointwise (onednn
@@ -51,8 +51,9 @@ stem 7×7/2, 3 channels at 64×64              3.6                        onednn
 
 So on CPU: transposed → col2im; depthwise → depthwise (3×3 kernels on 4×4 to 8×8 maps: oneDNN
 when available, per layer 0.78–0.96× torch's time against 1.05–1.28×, whole MobileNetV2 step
-1.007×; 7×7 kernels and larger: oneDNN at every size, whole ConvNeXt-Tiny step 0.68×, because XLA
-recomputes the fused multiply-adds in each consumer); 1×1 → oneDNN from 8×8 outputs when
+1.007×; 5×5 kernels and larger: oneDNN at every size, whole ConvNeXt-Tiny / EfficientNet-B0 steps
+0.68× / 0.95×, because XLA recomputes the fused multiply-adds in each consumer); 1×1 → oneDNN from
+8×8 outputs when
 available, else pointwise (channels-last
 patches: whole ResNet-50 / MobileNetV2 / ResNet-18 train steps 0.80–0.95 / 0.95–0.97 / 0.98–1.01× the
 time with the NC* patches, ``benchmarks/variant_ab.py``); grouped → patches; other kernels → patches
@@ -419,16 +420,18 @@ _CPU_ONEDNN_POINTWISE = True
 _CPU_ONEDNN_POINTWISE_FROM_POSITIONS = 64
 # 3x3 depthwise convolutions on maps of 4x4 to 8x8 go to oneDNN (its direct depthwise kernels):
 # per layer 0.78-0.96x torch's time where "depthwise" measured 1.05-1.28x (MobileNetV2's and
-# EfficientNet-B0's 192- to 576-channel layers). On 2x2 maps, at 16x16 and above, and for 5x5
-# kernels, "depthwise" is as fast or faster (0.19-0.63x against oneDNN's 0.61-1.29x).
+# EfficientNet-B0's 192- to 576-channel layers). On 2x2 maps and at 16x16 and above, "depthwise" is
+# as fast or faster (0.19-0.63x against oneDNN's 0.61-1.29x).
 _CPU_ONEDNN_DEPTHWISE = True
 _CPU_ONEDNN_DEPTHWISE_INPUT_POSITIONS = (16, 64)
-# Depthwise kernels of 7x7 and more (ConvNeXt) go to oneDNN at every map size. Alone, "depthwise"
-# is fast (0.24-0.56x torch's time per layer), but in a model XLA fuses its 49 multiply-adds into
-# every consumer of the output and computes them again in each (ConvNeXt's LayerNorm: 4 fusions
-# per block); oneDNN's result is computed once. ConvNeXt-Tiny's train step: 0.68x the time. For
-# EfficientNet-B0's 5x5 kernels the same rule made the step 1.16x slower, so they stay.
-_CPU_ONEDNN_DEPTHWISE_FROM_TAPS = 49
+# Depthwise kernels of 5x5 and more (EfficientNet, MnasNet, ConvNeXt's 7x7) go to oneDNN at every
+# map size, with the weight gradient as XLA's reduction (funcnet.onednn.conv). Alone, "depthwise" is
+# fast (7x7: 0.24-0.56x torch's time per layer), but in a model XLA fuses its 25-49 multiply-adds
+# into every consumer of the output and computes them again in each (ConvNeXt's LayerNorm: 4
+# fusions per block); oneDNN's result is computed once. Train steps: ConvNeXt-Tiny 0.68x the time
+# (7x7), EfficientNet-B0 0.94-0.95x and MnasNet 0.96x (5x5); for 3x3 kernels at every size
+# MobileNetV2 took 1.03x, so they keep the map-size rule above.
+_CPU_ONEDNN_DEPTHWISE_FROM_TAPS = 25
 
 
 def conv_lowering(input_shape: Sequence[int], weight_shape: Sequence[int], stride: IntOrTuple = 1,
