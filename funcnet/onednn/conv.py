@@ -137,7 +137,7 @@ def _backward_data_lowered(dy, w, **p):
 
 
 def _backward_weights_lowered(x, dy, **p):
-    if p["groups"] == x.shape[-3] and _DEPTHWISE_WEIGHTS_BY_XLA:
+    if p["groups"] == x.shape[-3] and np.prod(p["kernel_hw"]) >= _DEPTHWISE_WEIGHTS_BY_XLA_FROM_TAPS:
         return _per_slice(lambda x, dy: _depthwise_weights_by_xla(x, dy, p), x)(x, dy)
     xs, ws, ys = _shapes(*x.shape[-4:-2], dy.shape[-3], p)
     out = jax.ShapeDtypeStruct(x.shape[:-4] + ws, jnp.float32)
@@ -145,11 +145,12 @@ def _backward_weights_lowered(x, dy, **p):
         _to_nhwc(x), _to_nhwc(dy), **_attributes(xs, ws, ys, p))
 
 
-# A depthwise weight gradient (one input channel per group) is XLA's one reduction over dY, as in
-# funcnet's own depthwise lowering: oneDNN's took 3.9-4.3 ms for ConvNeXt's 7x7 kernels on 4x4 and
-# 2x2 maps at batch 16 where the reduction takes 0.5-0.7 ms (0.3-0.5 ms against 0.3-0.7 ms for 3x3).
-# False: oneDNN's, for an in-process A/B.
-_DEPTHWISE_WEIGHTS_BY_XLA = True
+# The weight gradient of a depthwise convolution (one input channel per group) with a 5x5 or larger
+# kernel is XLA's one reduction over dY, as in funcnet's own depthwise lowering: oneDNN's took
+# 3.9-4.3 ms for ConvNeXt's 7x7 kernels on 4x4 and 2x2 maps at batch 16, the reduction 0.5-0.7 ms
+# (ConvNeXt-Tiny's step: 0.82x the time). For 3x3 kernels oneDNN's is kept (MobileNetV2's step took
+# 1.010-1.025x with the reduction). A huge value: oneDNN's everywhere, for an in-process A/B.
+_DEPTHWISE_WEIGHTS_BY_XLA_FROM_TAPS = 25
 
 
 def _depthwise_weights_by_xla(x, dy, p: dict):
