@@ -397,8 +397,8 @@ def test_matmul_rule():
 @needs_onednn
 def test_products_large_enough_to_split_over_the_pool():
     """Above 8M multiply-adds a call is cut into blocks on XLA's pool (images for convolutions, with
-    the weight gradient summed over blocks; rows or batch entries for products): the results still
-    equal XLA's."""
+    the weight gradient summed over blocks; rows, columns or batch entries for products): the results
+    still equal XLA's."""
     rng = np.random.default_rng(8)
     x = jnp.asarray(rng.standard_normal((9, 32, 16, 16)).astype(np.float32))  # 21M multiply-adds
     w = jnp.asarray(rng.standard_normal((32, 32, 3, 3)).astype(np.float32))
@@ -411,9 +411,11 @@ def test_products_large_enough_to_split_over_the_pool():
         assert_close_to_scale(a, b, rtol=1e-4)
     for transpose_a in (False, True):
         for transpose_b in (False, True):
-            for lead in ((), (2,)):  # 1041x520x96: 52M multiply-adds, rows split; two entries: entries split
-                a_shape = lead + ((520, 1041) if transpose_a else (1041, 520))
-                b_shape = lead + ((96, 520) if transpose_b else (520, 96))
+            # 1041x520x96: 52M multiply-adds, rows split; two entries: entries split; 17x520x1043: fewer rows
+            # than columns, columns split (ragged)
+            for lead, (m, n) in (((), (1041, 96)), ((2,), (1041, 96)), ((), (17, 1043))):
+                a_shape = lead + ((520, m) if transpose_a else (m, 520))
+                b_shape = lead + ((n, 520) if transpose_b else (520, n))
                 a, b = (jnp.asarray(rng.standard_normal(s).astype(np.float32)) for s in (a_shape, b_shape))
                 expected = _op(a, transpose_a) @ _op(b, transpose_b)
                 assert_close_to_scale(onednn.matmul(a, b, transpose_a, transpose_b), expected, rtol=1e-4)
