@@ -208,6 +208,8 @@ def test_auto_rule_gives_dense_convolutions_to_onednn():
         assert rule((16, 480, side, side), (480, 1, 5, 5), padding=2, groups=480) == "onednn"
         assert rule((16, 96, side, side), (96, 1, 7, 7), padding=3, groups=96) == "onednn"
     assert rule((16, 96, 16, 16), (96, 1, 3, 5), padding=(1, 2), groups=96) == "depthwise"  # 15 taps
+    assert rule((16, 256, 8, 8), (256, 8, 3, 3), padding=1, groups=32) == "onednn"  # ResNeXt's grouped 3x3
+    assert rule((16, 1024, 2, 2), (1024, 32, 3, 3), padding=1, groups=32) == "onednn"  # at every map size
     assert rule((16, 96, 16), (96, 1, 7), padding=3, groups=96) == "depthwise"  # 1-D: 7 taps
     assert rule((16, 64, 16, 16), (64, 64, 3, 3), padding=1, dtype=jnp.bfloat16) == "xla"  # float32 only
     assert rule((16, 64, 64), (64, 64, 3), padding=1) == "xla"  # 2-D only

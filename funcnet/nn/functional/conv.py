@@ -38,7 +38,7 @@ shape family                                 patches-or-other / XLA     rule pic
 depthwise 3×3 (every size)                   0.02–0.30 (XLA: C_in       depthwise (3×3 on
                                              tiny convolutions)         4×4–8×8 maps: onednn)
 depthwise 5×5, 7×7 (EfficientNet, ConvNeXt)  (whole models, below)      onednn (else depthwise)
-grouped 3×3, 32 groups (ResNeXt-like)        0.003–0.02                 patches
+grouped 3×3, 32 groups (ResNeXt-like)        0.003–0.02                 onednn (else patches)
 transposed 2×2…4×4, stride 2                 0.2–1.0                    col2im
 1×1 (pointwise, any stride)                  0.33–1.0 (median ≈ 0.67)   pointwise (onednn
                                                                          from 8×8 outputs)
@@ -53,12 +53,11 @@ So on CPU: transposed → col2im; depthwise → depthwise (3×3 kernels on 4×4 
 when available, per layer 0.78–0.96× torch's time against 1.05–1.28×, whole MobileNetV2 step
 1.007×; 5×5 kernels and larger: oneDNN at every size, whole ConvNeXt-Tiny / EfficientNet-B0 steps
 0.68× / 0.95×, because XLA recomputes the fused multiply-adds in each consumer); 1×1 → oneDNN from
-8×8 outputs when
-available, else pointwise (channels-last
-patches: whole ResNet-50 / MobileNetV2 / ResNet-18 train steps 0.80–0.95 / 0.95–0.97 / 0.98–1.01× the
-time with the NC* patches, ``benchmarks/variant_ab.py``); grouped → patches; other kernels → patches
-when the output has at most 16 positions per image (4×4) or the windows do not overlap (stride =
-kernel), else oneDNN when available, else XLA.
+8×8 outputs when available, else pointwise (channels-last patches: whole ResNet-50 / MobileNetV2 /
+ResNet-18 train steps 0.80–0.95 / 0.95–0.97 / 0.98–1.01× the time with the NC* patches,
+``benchmarks/variant_ab.py``); grouped → oneDNN when available (ResNeXt-50 / RegNetY-400MF steps
+0.83× / 0.82×), else patches; other kernels → patches when the output has at most 16 positions per
+image (4×4) or the windows do not overlap (stride = kernel), else oneDNN when available, else XLA.
 
 oneDNN against XLA's convolution (Eigen's), measured on a 2-core x86 with AVX-512 (1 Dec 2026):
 per layer (``conv_layers.py --impls auto onednn``), the ResNet 3×3 layers that now take oneDNN run
@@ -432,6 +431,10 @@ _CPU_ONEDNN_DEPTHWISE_INPUT_POSITIONS = (16, 64)
 # (7x7), EfficientNet-B0 0.94-0.95x and MnasNet 0.96x (5x5); for 3x3 kernels at every size
 # MobileNetV2 took 1.03x, so they keep the map-size rule above.
 _CPU_ONEDNN_DEPTHWISE_FROM_TAPS = 25
+# Grouped convolutions (ResNeXt's 32 groups, RegNet's group widths) go to oneDNN at every map size,
+# where "patches" ran a batched matmul per group: ResNeXt-50 and RegNetY-400MF train steps 0.83x and
+# 0.82x the time (oneDNN only from 8x8 outputs: ResNeXt-50 1.04x the time of every size).
+_CPU_ONEDNN_GROUPED = True
 
 
 def conv_lowering(input_shape: Sequence[int], weight_shape: Sequence[int], stride: IntOrTuple = 1,
@@ -489,6 +492,8 @@ def conv_lowering(input_shape: Sequence[int], weight_shape: Sequence[int], strid
         if to_onednn and _CPU_ONEDNN_POINTWISE and positions >= _CPU_ONEDNN_POINTWISE_FROM_POSITIONS:
             return "onednn"
         return "pointwise"
+    if groups > 1 and _CPU_ONEDNN_GROUPED and onednn_may_run():
+        return "onednn"
     if impl == "matmul" or groups > 1:
         return "patches"
     if positions <= _CPU_PATCHES_UP_TO_POSITIONS or _non_overlapping(weight_shape[2:], stride_t, dilation_t):
