@@ -347,6 +347,23 @@ def test_random_draws_in_free_functions_take_the_calling_modules_key():
         _run(code, "draws", x)
 
 
+def test_random_draws_on_views_or_shared_tensors_are_flagged():
+    """torch fills the receiver in place: a view (its base changes too) stays flagged, a name that
+    may be shared converts with the aliasing check's flag."""
+    code, flags = _convert("""\
+        import torch
+        def f(x, p):
+            a = torch.empty(3).bernoulli_(p)
+            b = torch.flatten(x).bernoulli_(p)
+            y = x
+            y = y.bernoulli_(p)
+            return a, b, y
+        """)
+    assert "a = tm.bernoulli_(funcnet.empty(3), p)" in code and "y = tm.bernoulli_(y, p)" in code
+    assert [(f.line, f.message.split(":")[0]) for f in flags] == [
+        (4, ".bernoulli_()"), (6, "in-place update of 'y' became a new value bound to 'y'")]
+
+
 def test_random_draws_in_init_stay_flagged():
     """In ``__init__`` a draw initialises a parameter: the declaration's initialiser is meant."""
     _, flags = _convert("""\

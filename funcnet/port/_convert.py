@@ -551,6 +551,8 @@ class _Converter(cst.CSTTransformer):
                     and grand.args and grand.args[0] is parent:
                 return updated  # nn.Parameter(torch.empty(...).normal_(...)): _torch_call converts it
         if self._draws_at_call_site(original, method) and self._receiver_rebound_or_fresh(original):
+            if isinstance(original.func.value, cst.Name):
+                self._check_alias(original, original.func.value.value)
             return cst.Call(func=self.expr(f"tm.{method}"), args=[_arg(updated.func.value), *updated.args])
         if method in _RANDOM_INPLACE:
             self.flag(original, f".{method}(): random numbers need an explicit key (jax.random with a key); "
@@ -563,8 +565,9 @@ class _Converter(cst.CSTTransformer):
         """``x = x.bernoulli_(p)`` (the receiver rebound to the result) or ``torch.empty(n).bernoulli_(p)``
         (a tensor no other name sees): the functional draw means what torch's in-place one does."""
         receiver = call.func.value
-        if isinstance(receiver, cst.Call) and self._torch_path(receiver.func) is not None:
-            return True
+        if isinstance(receiver, cst.Call):  # torch.empty(n), not a view such as torch.flatten(x)
+            path = self._torch_path(receiver.func)
+            return path is not None and len(path.split(".")) == 2 and path.split(".")[-1] not in _VIEW_FUNCS
         assign = self._parent(call)
         return (isinstance(receiver, cst.Name) and isinstance(assign, cst.Assign) and assign.value is call
                 and len(assign.targets) == 1 and isinstance(assign.targets[0].target, cst.Name)
