@@ -154,13 +154,9 @@ _DEPTHWISE_WEIGHTS_BY_XLA_FROM_TAPS = 25
 
 
 def _depthwise_weights_by_xla(x, dy, p: dict):
-    from funcnet.nn.functional.conv import _depthwise_weight_grad  # the lowering's XLA formulation
+    from funcnet.nn.functional.conv import _depthwise_weight_gradient  # the depthwise lowering's
 
-    n, c = x.shape[:2]
-    xp = lax.pad(x, np.zeros((), x.dtype), [(0, 0, 0), (0, 0, 0)] + [(lo, hi, 0) for lo, hi in p["padding"]])
-    g5 = dy.reshape((n, c, dy.shape[1] // c, *dy.shape[2:]))
-    dw = _depthwise_weight_grad(xp, g5, p["kernel_hw"], p["stride"], p["dilation"])
-    return dw.reshape((dy.shape[1], 1, *p["kernel_hw"]))
+    return _depthwise_weight_gradient(x, dy, p["padding"], p["kernel_hw"], p["stride"], p["dilation"])
 
 
 # Elsewhere (other platforms, jax.export): the same maths as XLA's convolution and its transposes.

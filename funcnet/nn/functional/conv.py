@@ -308,16 +308,27 @@ def _depthwise_bwd(pads, stride, dilation, residuals, g):
         limit = [batch, channels, multiplier] + [b + size for b, size in zip(start[3:], x.shape[2:], strict=True)]
         term = jnp.sum(lax.slice(gd, start, limit) * w[None, :, :, i], axis=2)
         dx = term if dx is None else dx + term
-    # dW[c·m + j, 0, k] = Σ_{n, out} window_k(x)[n, c] · dY[n, c·m + j]
-    xp = lax.pad(x, np.zeros((), x.dtype), [(0, 0, 0), (0, 0, 0)] + [(lo, hi, 0) for lo, hi in pads])
-    g5 = g.reshape((batch, channels, multiplier, *out))
-    accumulate = jnp.promote_types(g.dtype, jnp.float32)  # bf16/f16 products summed in float32, as torch
-    weight_grad = _depthwise_weight_grad if _DEPTHWISE_ONE_REDUCTION else _depthwise_weight_grad_by_sums
-    dw = weight_grad(xp.astype(accumulate), g5.astype(accumulate), kernel, tuple(stride), tuple(dilation))
-    return dx.astype(x.dtype), dw.reshape(weight.shape).astype(weight.dtype)
+    dw = _depthwise_weight_gradient(x, g, pads, kernel, stride, dilation)
+    return dx.astype(x.dtype), dw.astype(weight.dtype)
 
 
 _depthwise_conv.defvjp(_depthwise_fwd, _depthwise_bwd)
+
+
+def _depthwise_weight_gradient(x: jax.Array, g: jax.Array, pads: Any, kernel: Sequence[int], stride: Sequence[int],
+                               dilation: Sequence[int]) -> jax.Array:
+    """The weight gradient ``[C·m, 1, *kernel]`` of a depthwise convolution of ``x`` ``[N, C, *S]``
+    (unpadded) for ``g`` = dY ``[N, C·m, *out]``, summed in float32 or wider (bf16/f16 products
+    in float32, as torch): ``dW[c·m + j, 0, k] = Σ_{n, out} window_k(x)[n, c] · dY[n, c·m + j]``.
+    Also the weight gradient of oneDNN's depthwise convolutions with large kernels
+    (``funcnet.onednn.conv``)."""
+    batch, channels = x.shape[:2]
+    xp = lax.pad(x, np.zeros((), x.dtype), [(0, 0, 0), (0, 0, 0)] + [(lo, hi, 0) for lo, hi in pads])
+    g5 = g.reshape((batch, channels, g.shape[1] // channels, *g.shape[2:]))
+    accumulate = jnp.promote_types(g.dtype, jnp.float32)
+    weight_grad = _depthwise_weight_grad if _DEPTHWISE_ONE_REDUCTION else _depthwise_weight_grad_by_sums
+    dw = weight_grad(xp.astype(accumulate), g5.astype(accumulate), tuple(kernel), tuple(stride), tuple(dilation))
+    return dw.reshape((g.shape[1], 1, *kernel))
 
 
 def _weight_grad_products(xp: jax.Array, g5: jax.Array, kernel: Sequence[int], stride: Sequence[int],
@@ -475,10 +486,9 @@ def conv_lowering(input_shape: Sequence[int], weight_shape: Sequence[int], strid
     if groups > 1 and weight_shape[1] == 1:
         small_map = (_CPU_ONEDNN_DEPTHWISE_INPUT_POSITIONS[0] <= math.prod(input_shape[2:])
                      <= _CPU_ONEDNN_DEPTHWISE_INPUT_POSITIONS[1])
-        if (_CPU_ONEDNN_DEPTHWISE and n == 2 and math.prod(weight_shape[2:]) >= _CPU_ONEDNN_DEPTHWISE_FROM_TAPS
-                and onednn_may_run()):
-            return "onednn"
-        if _CPU_ONEDNN_DEPTHWISE and tuple(weight_shape[2:]) == (3, 3) and small_map and onednn_may_run():
+        large_kernel = math.prod(weight_shape[2:]) >= _CPU_ONEDNN_DEPTHWISE_FROM_TAPS
+        if _CPU_ONEDNN_DEPTHWISE and (large_kernel or (tuple(weight_shape[2:]) == (3, 3) and small_map)) \
+                and onednn_may_run():
             return "onednn"
         return "depthwise"
     stride_t, dilation_t = _ntuple(stride, n, "stride"), _ntuple(dilation, n, "dilation")
