@@ -24,6 +24,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from funcnet.port._args import canonical_dtype as _dtype
+from funcnet.port._args import dims as _dims
 from funcnet.tensor import flatten as _flatten
 
 _builtin_float, _builtin_int, _builtin_bool = float, int, bool
@@ -64,17 +66,6 @@ def _is_declaration(x: Any) -> _builtin_bool:
     from funcnet.nn.parameter import Parameter
 
     return isinstance(x, Parameter)
-
-
-def _dims(args: tuple) -> tuple:
-    """torch's ``f(*dims)`` or ``f(dims)`` argument forms, as one tuple."""
-    if len(args) == 1 and isinstance(args[0], (tuple, list)):
-        return tuple(args[0])
-    return tuple(args)
-
-
-def _dtype(d: Any) -> Any:
-    return jax.dtypes.canonicalize_dtype(d)
 
 
 def _as_dim(dim: Any) -> Any:

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from funcnet.nn import _context
+from funcnet.port._args import canonical_dtype, dims
 
 
 def call_site_key() -> jax.Array:
@@ -32,15 +33,8 @@ def call_site_key() -> jax.Array:
     return ctx.make_rng(ctx.stack[-1])
 
 
-def _shape(size: tuple) -> tuple[int, ...]:
-    """torch's ``*size``: ``rand(2, 3)``, ``rand((2, 3))`` or ``rand([2, 3])``."""
-    if len(size) == 1 and isinstance(size[0], (tuple, list)):
-        size = tuple(size[0])
-    return tuple(int(s) for s in size)
-
-
 def _float_dtype(dtype: Any, like: jax.Array | None = None) -> Any:
-    dtype = jnp.dtype(dtype) if dtype is not None else (like.dtype if like is not None else jnp.dtype(jnp.float32))
+    dtype = canonical_dtype(dtype if dtype is not None else (like.dtype if like is not None else jnp.float32))
     if not jnp.issubdtype(dtype, jnp.floating):
         raise TypeError(f"funcnet.port: a floating dtype is needed for this random draw, got {dtype}")
     return dtype
@@ -56,13 +50,13 @@ def _no_generator(generator: Any) -> None:
 def rand(*size: Any, dtype: Any = None, generator: Any = None, **_device: Any) -> jax.Array:
     """``torch.rand(*size)``: uniform on [0, 1)."""
     _no_generator(generator)
-    return jax.random.uniform(call_site_key(), _shape(size), _float_dtype(dtype))
+    return jax.random.uniform(call_site_key(), dims(size), _float_dtype(dtype))
 
 
 def randn(*size: Any, dtype: Any = None, generator: Any = None, **_device: Any) -> jax.Array:
     """``torch.randn(*size)``: standard normal."""
     _no_generator(generator)
-    return jax.random.normal(call_site_key(), _shape(size), _float_dtype(dtype))
+    return jax.random.normal(call_site_key(), dims(size), _float_dtype(dtype))
 
 
 def rand_like(x: jax.Array, dtype: Any = None, **_device: Any) -> jax.Array:
@@ -83,7 +77,7 @@ def randint(*args: Any, size: Any = None, dtype: Any = None, generator: Any = No
     else:
         bounds = list(args)
     low, high = (0, bounds[0]) if len(bounds) == 1 else tuple(bounds)
-    return jax.random.randint(call_site_key(), _shape((size,)), low, high, dtype or jnp.int32)
+    return jax.random.randint(call_site_key(), dims((size,)), low, high, canonical_dtype(dtype or jnp.int32))
 
 
 def randperm(n: int, dtype: Any = None, generator: Any = None, **_device: Any) -> jax.Array:
