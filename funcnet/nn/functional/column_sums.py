@@ -26,6 +26,8 @@ import numpy as np
 from jax.extend.core import Primitive
 from jax.interpreters import ad, batching, mlir
 
+from funcnet.onednn._primitives import register_lowerings
+
 
 def _lead(shape: tuple[int, ...], trail: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(shape[: len(shape) - len(trail)])
@@ -68,32 +70,23 @@ def column_sums(x: jax.Array, trailing: int = 1) -> jax.Array:
 _CPU_KERNEL_FROM_ELEMENTS = 1 << 16
 
 
-def _reduce_lowering(ctx, x, *, trail):
-    return mlir.lower_fun(lambda x: jnp.sum(x, axis=tuple(range(x.ndim - len(trail)))),
-                          multiple_results=False)(ctx, x)
+def _reduce(x, *, trail):
+    return jnp.sum(x, axis=tuple(range(x.ndim - len(trail))))
 
 
-def _cpu_lowering(ctx, x, *, trail):
+def _cpu_kernel(x, *, trail):
     from funcnet import onednn
-    from funcnet.onednn._primitives import exporting
 
-    (aval,) = ctx.avals_in
-    if (aval.dtype != jnp.float32 or aval.size < _CPU_KERNEL_FROM_ELEMENTS or exporting(ctx)
-            or not onednn.available()):
-        return _reduce_lowering(ctx, x, trail=trail)
+    if x.dtype != jnp.float32 or x.size < _CPU_KERNEL_FROM_ELEMENTS or not onednn.available():
+        return _reduce(x, trail=trail)
     cols = math.prod(trail)
-    rows = aval.size // cols
-
-    def call(x):
-        out = jax.ShapeDtypeStruct((cols,), jnp.float32)
-        sums = jax.ffi.ffi_call("funcnet_column_sums", out)(x, rows=np.int64(rows), cols=np.int64(cols))
-        return sums.reshape(trail)
-
-    return mlir.lower_fun(call, multiple_results=False)(ctx, x)
+    out = jax.ShapeDtypeStruct((cols,), jnp.float32)
+    sums = jax.ffi.ffi_call("funcnet_column_sums", out)(x, rows=np.int64(x.size // cols), cols=np.int64(cols))
+    return sums.reshape(trail)
 
 
-mlir.register_lowering(column_sums_p, _reduce_lowering)
-mlir.register_lowering(column_sums_p, _cpu_lowering, platform="cpu")
+# The shim's kernel on CPU; XLA's reduction on other platforms and in jax.export.
+register_lowerings(column_sums_p, _cpu_kernel, _reduce)
 
 
 # -- each the other's transpose; both linear, so their JVPs are themselves ------------------------
