@@ -177,6 +177,36 @@ def test_concurrent_calls_from_threads():
                 np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
+@needs_onednn
+def test_no_openmp_threads_started():
+    """oneDNN runs single-threaded inside XLA's pool: planning and running new convolutions and
+    products starts no OpenMP team, i.e. no thread beyond XLA's own (a team started from XLA's
+    threads made every OpenMP barrier in the process sleep: torch's CPU ops ran 33-80% slower).
+    In a fresh process, so that no earlier test's team exists."""
+    script = textwrap.dedent("""
+        import os
+        import jax, jax.numpy as jnp
+        import funcnet.nn.functional as F
+        from funcnet import onednn
+        assert onednn.available(), onednn.status()
+        threads = lambda: len(os.listdir("/proc/self/task"))
+        jnp.ones(4).block_until_ready()
+        before = threads()
+        for size in (8, 12):
+            x, w = jnp.ones((16, 32, size, size)), jnp.ones((64, 32, 3, 3))
+            loss = lambda x, w: jnp.sum(onednn.conv2d(x, w, (1, 1), ((1, 1), (1, 1)), (1, 1)) ** 2)
+            jax.block_until_ready(jax.jit(jax.grad(loss, (0, 1)))(x, w))
+            a = jnp.ones((8, size * 16, 256))
+            jax.block_until_ready(jax.jit(lambda a: onednn.matmul(a, a, transpose_b=True))(a))
+        print("threads", before, threads())
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "OMP_NUM_THREADS": "2"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    before, after = map(int, result.stdout.split()[-2:])
+    assert after == before, f"threads before/after the oneDNN calls: {before}/{after}"
+
+
 def test_bad_operands_raise():
     with pytest.raises(ValueError, match=r"expected x \[N, C, H, W\].*\(3, 8, 8\)"):
         onednn.conv2d(jnp.ones((3, 8, 8)), jnp.ones((4, 3, 3, 3)), (1, 1), ((0, 0), (0, 0)), (1, 1))

@@ -62,6 +62,7 @@ struct Geometry {
 // A cached primitive with its weight layout (the only argument that may need a reorder).
 struct Plan {
   dnnl::primitive primitive;
+  memory::desc x, y, user_weights;  // the activations (NHWC) and the caller's weights (OIHW / GOIHW)
   memory::desc weights;  // the primitive's weight layout (forward, backward-data) or diff-weights layout
   memory::desc scratchpad;
   bool reorder_weights = false;  // the weight layout differs from OIHW
@@ -76,6 +77,7 @@ dnnl::convolution_forward::primitive_desc ForwardDesc(const Geometry& g) {
 
 std::shared_ptr<const Plan> MakePlan(int64_t kind, const Geometry& g) {
   auto plan = std::make_shared<Plan>();
+  plan->x = g.activation(g.x), plan->y = g.activation(g.y), plan->user_weights = g.weights_user();
   auto forward = ForwardDesc(g);
   if (kind == kForward) {
     plan->primitive = dnnl::convolution_forward(forward);
@@ -121,31 +123,31 @@ int64_t Product(const memory::dims& dims) {
 memory::dims Dims(ffi::Span<const int64_t> span) { return memory::dims(span.begin(), span.end()); }
 
 // Runs one slice: `a` and `b` are the two inputs, `out` the result, in the order of `kind`.
-void RunSlice(int64_t kind, const Geometry& g, const Plan& plan, dnnl::stream& stream, float* a, float* b,
-              float* out) {
-  dnnl::engine& engine = Engine();
-  memory scratchpad = funcnet_onednn::Scratchpad(plan.scratchpad);
-  std::unordered_map<int, memory> args{{DNNL_ARG_SCRATCHPAD, scratchpad}};
-  memory user_weights(g.weights_user(), engine, kind == kBackwardWeights ? out : b);
-  memory weights = plan.reorder_weights ? funcnet_onednn::Scratchpad(plan.weights, 1) : user_weights;
-  if (kind == kForward) {
-    if (plan.reorder_weights) plan.weights_reorder.execute(stream, user_weights, weights);
-    args[DNNL_ARG_SRC] = memory(g.activation(g.x), engine, a);
-    args[DNNL_ARG_WEIGHTS] = weights;
-    args[DNNL_ARG_DST] = memory(g.activation(g.y), engine, out);
-  } else if (kind == kBackwardData) {
-    if (plan.reorder_weights) plan.weights_reorder.execute(stream, user_weights, weights);
-    args[DNNL_ARG_DIFF_DST] = memory(g.activation(g.y), engine, a);
-    args[DNNL_ARG_WEIGHTS] = weights;
-    args[DNNL_ARG_DIFF_SRC] = memory(g.activation(g.x), engine, out);
-  } else {
-    args[DNNL_ARG_SRC] = memory(g.activation(g.x), engine, a);
-    args[DNNL_ARG_DIFF_DST] = memory(g.activation(g.y), engine, b);
-    args[DNNL_ARG_DIFF_WEIGHTS] = weights;
+void RunSlice(int64_t kind, const Plan& plan, float* a, float* b, float* out) {
+  using funcnet_onednn::Execute;
+  void* scratchpad = funcnet_onednn::ScratchData(plan.scratchpad.get_size());
+  const memory::desc& user_desc = plan.user_weights;
+  float* user_weights = kind == kBackwardWeights ? out : b;
+  void* weights = plan.reorder_weights ? funcnet_onednn::ScratchData(plan.weights.get_size(), 1) : user_weights;
+  const memory::desc& weights_desc = plan.reorder_weights ? plan.weights : user_desc;
+  if (kind != kBackwardWeights && plan.reorder_weights) {
+    Execute(plan.weights_reorder, {{DNNL_ARG_FROM, user_desc, user_weights}, {DNNL_ARG_TO, plan.weights, weights}});
   }
-  plan.primitive.execute(stream, args);
-  if (kind == kBackwardWeights && plan.reorder_weights) plan.weights_reorder.execute(stream, weights, user_weights);
-  stream.wait();
+  const memory::desc &x = plan.x, &y = plan.y;
+  if (kind == kForward) {
+    Execute(plan.primitive, {{DNNL_ARG_SRC, x, a}, {DNNL_ARG_WEIGHTS, weights_desc, weights},
+                             {DNNL_ARG_DST, y, out}, {DNNL_ARG_SCRATCHPAD, plan.scratchpad, scratchpad}});
+  } else if (kind == kBackwardData) {
+    Execute(plan.primitive, {{DNNL_ARG_DIFF_DST, y, a}, {DNNL_ARG_WEIGHTS, weights_desc, weights},
+                             {DNNL_ARG_DIFF_SRC, x, out}, {DNNL_ARG_SCRATCHPAD, plan.scratchpad, scratchpad}});
+  } else {
+    Execute(plan.primitive, {{DNNL_ARG_SRC, x, a}, {DNNL_ARG_DIFF_DST, y, b},
+                             {DNNL_ARG_DIFF_WEIGHTS, weights_desc, weights},
+                             {DNNL_ARG_SCRATCHPAD, plan.scratchpad, scratchpad}});
+    if (plan.reorder_weights) {
+      Execute(plan.weights_reorder, {{DNNL_ARG_FROM, plan.weights, weights}, {DNNL_ARG_TO, user_desc, user_weights}});
+    }
+  }
 }
 
 // The work of one call: `slices` independent convolutions (a vmap batch), each slice's images
@@ -156,14 +158,22 @@ struct Work {
   int64_t size[3] = {0, 0, 0};  // per-slice element counts of (a, b, out)
   float *a = nullptr, *b = nullptr, *out = nullptr;
   std::vector<std::vector<float>> partial;  // backward weights: each part's dW but the first
+  std::vector<std::shared_ptr<const Plan>> plans;  // per part, looked up by the caller before the blocks run
 
   int64_t ChunkStart(int64_t c) const { return n * c / chunks; }
 
+  void FindPlans() {
+    funcnet_onednn::SingleThreaded single_threaded;  // primitives are planned for the threads they run on
+    for (int64_t chunk = 0; chunk < chunks; ++chunk) {
+      Geometry part = g;
+      part.x[0] = part.y[0] = ChunkStart(chunk + 1) - ChunkStart(chunk);
+      plans.push_back(GetPlan(kind, part));
+    }
+  }
+
   void RunItem(int64_t item) {
     const int64_t slice = item / chunks, chunk = item % chunks;
-    const int64_t lo = ChunkStart(chunk), count = ChunkStart(chunk + 1) - lo;
-    Geometry part = g;
-    part.x[0] = part.y[0] = count;
+    const int64_t lo = ChunkStart(chunk);
     const int64_t x_image = Product(g.x) / n, y_image = Product(g.y) / n;
     float* pa = a + slice * size[0];
     float* pb = b + slice * size[1];
@@ -176,8 +186,7 @@ struct Work {
       pa += lo * x_image, pb += lo * y_image;
       if (chunk > 0) po = partial[item].data();
     }
-    auto plan = GetPlan(kind, part);
-    RunSlice(kind, part, *plan, funcnet_onednn::Stream(), pa, pb, po);
+    RunSlice(kind, *plans[chunk], pa, pb, po);
   }
 };
 
@@ -220,6 +229,11 @@ ffi::Error Convolution(ffi::ThreadPool pool, ffi::AnyBuffer a, ffi::AnyBuffer b,
     for (int64_t item = 0; item < w.slices * w.chunks; ++item) {
       if (item % w.chunks) w.partial[item].resize(w.size[2]);
     }
+  }
+  try {
+    w.FindPlans();
+  } catch (const std::exception& e) {
+    return ffi::Error::Internal(std::string("funcnet oneDNN convolution: ") + e.what());
   }
   std::string error = funcnet_onednn::RunBlocks(pool, w.slices * w.chunks, [&w](int64_t item) { w.RunItem(item); });
   if (!error.empty()) return ffi::Error::Internal("funcnet oneDNN convolution: " + error);

@@ -63,18 +63,15 @@ std::shared_ptr<const MatmulPlan> GetMatmulPlan(const Block& blk) {
 void RunBlock(const Block& blk, int64_t b0, int64_t r0, int64_t c0, const float* a, const float* b, float* c) {
   if (blk.batch == 0 || blk.rows == 0 || blk.cols == 0) return;
   auto plan = GetMatmulPlan(blk);
-  dnnl::engine& engine = Engine();
   const int64_t m = blk.m, k = blk.k, n = blk.n;
   auto* pa = const_cast<float*>(a + b0 * m * k + (blk.ta ? r0 : r0 * k));
   auto* pb = const_cast<float*>(b + b0 * k * n + (blk.tb ? c0 * k : c0));
   float* pc = c + b0 * m * n + r0 * n + c0;
-  memory scratchpad = funcnet_onednn::Scratchpad(plan->scratchpad);
-  dnnl::stream& stream = funcnet_onednn::Stream();
-  plan->primitive.execute(stream, {{DNNL_ARG_SRC, memory(plan->a, engine, pa)},
-                                   {DNNL_ARG_WEIGHTS, memory(plan->b, engine, pb)},
-                                   {DNNL_ARG_DST, memory(plan->c, engine, pc)},
-                                   {DNNL_ARG_SCRATCHPAD, scratchpad}});
-  stream.wait();
+  funcnet_onednn::Execute(plan->primitive, {{DNNL_ARG_SRC, plan->a, pa},
+                                            {DNNL_ARG_WEIGHTS, plan->b, pb},
+                                            {DNNL_ARG_DST, plan->c, pc},
+                                            {DNNL_ARG_SCRATCHPAD, plan->scratchpad,
+                                             funcnet_onednn::ScratchData(plan->scratchpad.get_size())}});
 }
 
 ffi::Error Matmul(ffi::ThreadPool pool, ffi::AnyBuffer a, ffi::AnyBuffer b, ffi::Result<ffi::AnyBuffer> out,

@@ -18,6 +18,8 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <stdexcept>
+#include <utility>
 #include <string>
 #include <thread>
 
@@ -43,23 +45,22 @@ inline dnnl::primitive_attr UserScratchpad() {
   return attr;
 }
 
-// This thread's scratch memory for `desc` (kept and grown per thread: allocating a primitive's
-// scratchpad per call cost ~5-10 us a block inside XLA's threads). `slot` tells apart buffers one
-// block uses at the same time: 0 for primitives' scratchpads, 1 for reordered weights.
-inline dnnl::memory Scratchpad(const dnnl::memory::desc& desc, int slot = 0) {
+// This thread's scratch memory of `size` bytes, 64-byte aligned (kept and grown per thread:
+// allocating a primitive's scratchpad per call cost ~5-10 us a block inside XLA's threads).
+// `slot` tells apart buffers one block uses at the same time: 0 for primitives' scratchpads, 1
+// for reordered weights. The pointer is valid until this thread asks for the same slot again.
+inline void* ScratchData(size_t size, int slot = 0) {
   struct Buffer {
     std::unique_ptr<char[]> data;
     size_t capacity = 0;
   };
   thread_local Buffer buffers[2];
   Buffer& buffer = buffers[slot];
-  const size_t size = desc.get_size();
   if (size > buffer.capacity) {
     buffer.data.reset(new char[size + 64]);
     buffer.capacity = size;
   }
-  const auto aligned = (reinterpret_cast<uintptr_t>(buffer.data.get()) + 63) & ~uintptr_t{63};
-  return dnnl::memory(desc, Engine(), reinterpret_cast<void*>(aligned));
+  return reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(buffer.data.get()) + 63) & ~uintptr_t{63});
 }
 
 // Plans (primitives and their layouts) built once per key and shared by all threads. A plan is
@@ -89,6 +90,40 @@ class PlanCache {
 inline dnnl::stream& Stream() {
   thread_local dnnl::stream stream(Engine());
   return stream;
+}
+
+// One argument of a primitive: its oneDNN id (DNNL_ARG_*), layout and data.
+struct Arg {
+  int id;
+  const dnnl::memory::desc& desc;
+  void* data;
+};
+
+// Runs `primitive` with `args` on this thread's stream. Each thread keeps one memory object per
+// (primitive, argument) and only moves its data pointer: creating dnnl::memory objects (and the
+// C++ API's argument containers) per call cost 5-20 us a block inside XLA's threads, where their
+// small allocations contend for funcnet.host_memory's single malloc arena (0.2 us in a program
+// alone). A primitive's arguments keep their ids and layouts from call to call (plans are fixed).
+inline void Execute(const dnnl::primitive& primitive, std::initializer_list<Arg> args) {
+  constexpr size_t kMaxArgs = 8;
+  thread_local std::map<std::pair<dnnl_primitive_t, int>, dnnl::memory> memories;
+  if (args.size() > kMaxArgs) throw std::invalid_argument("funcnet oneDNN: too many primitive arguments");
+  dnnl_exec_arg_t c_args[kMaxArgs];
+  int count = 0;
+  for (const Arg& arg : args) {
+    const auto key = std::make_pair(primitive.get(), arg.id);
+    auto it = memories.find(key);
+    if (it == memories.end()) {
+      it = memories.emplace(key, dnnl::memory(arg.desc, Engine(), arg.data)).first;
+    } else {
+      it->second.set_data_handle(arg.data);
+    }
+    c_args[count++] = {arg.id, it->second.get()};
+  }
+  dnnl::stream& stream = Stream();
+  dnnl::error::wrap_c_api(dnnl_primitive_execute(primitive.get(), stream.get(), count, c_args),
+                          "could not execute a primitive");
+  stream.wait();
 }
 
 // oneDNN single-threaded on this thread for the guard's lifetime; the thread's OpenMP setting
