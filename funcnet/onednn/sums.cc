@@ -8,7 +8,6 @@
 #include <algorithm>
 #include <cstdint>
 #include <string>
-#include <vector>
 
 #include "shim.h"
 
@@ -25,22 +24,26 @@ __attribute__((optimize("O3"), target_clones("avx512f", "avx2", "default")))
 #endif
 void SumColumnBlock(const float* x, int64_t rows, int64_t cols, int64_t c0, int64_t c1, float* out) {
   constexpr int64_t kChunk = 8;
-  const int64_t width = c1 - c0;
-  std::vector<double> acc(width, 0.0);
-  std::vector<float> part(width);
-  double* a = acc.data();
-  float* p = part.data();
-  for (int64_t r0 = 0; r0 < rows; r0 += kChunk) {
-    const int64_t r1 = std::min(rows, r0 + kChunk);
-    const float* first = x + r0 * cols + c0;
-    for (int64_t c = 0; c < width; ++c) p[c] = first[c];
-    for (int64_t r = r0 + 1; r < r1; ++r) {
-      const float* row = x + r * cols + c0;
-      for (int64_t c = 0; c < width; ++c) p[c] += row[c];
+  // Columns in tiles whose accumulators live on the stack: no allocation per call (small
+  // allocations in XLA's threads contend for funcnet.host_memory's single malloc arena).
+  constexpr int64_t kTile = 512;
+  double a[kTile];
+  float p[kTile];
+  for (int64_t t0 = c0; t0 < c1; t0 += kTile) {
+    const int64_t width = std::min(kTile, c1 - t0);
+    for (int64_t c = 0; c < width; ++c) a[c] = 0.0;
+    for (int64_t r0 = 0; r0 < rows; r0 += kChunk) {
+      const int64_t r1 = std::min(rows, r0 + kChunk);
+      const float* first = x + r0 * cols + t0;
+      for (int64_t c = 0; c < width; ++c) p[c] = first[c];
+      for (int64_t r = r0 + 1; r < r1; ++r) {
+        const float* row = x + r * cols + t0;
+        for (int64_t c = 0; c < width; ++c) p[c] += row[c];
+      }
+      for (int64_t c = 0; c < width; ++c) a[c] += p[c];
     }
-    for (int64_t c = 0; c < width; ++c) a[c] += p[c];
+    for (int64_t c = 0; c < width; ++c) out[t0 + c] = static_cast<float>(a[c]);
   }
-  for (int64_t c = 0; c < width; ++c) out[c0 + c] = static_cast<float>(a[c]);
 }
 
 ffi::Error ColumnSums(ffi::ThreadPool pool, ffi::AnyBuffer x, ffi::Result<ffi::AnyBuffer> out, int64_t rows,
