@@ -17,7 +17,9 @@ the memory the previous one freed: no page faults once the heap has grown to the
 The cost: memory the process frees stays mapped for reuse instead of going back to the system,
 so the resident size stays at its peak (as with PyTorch's caching allocator on GPU), and all
 threads share one arena, whose large-block search took ~5% of ResNet-50's CPU time (where page
-faults took ~5% before; the step is 5-9% faster overall). ``FUNCNET_HOST_ALLOCATOR=system``,
+faults took ~5% before; the step is 5-9% faster overall), and whose lock, when two threads allocate
+at once, sleeps in the kernel: funcnet's oneDNN shim therefore allocates nothing per call (creating
+its oneDNN memory objects per call had cost 5-20 us a block; ``funcnet/onednn/shim.h``). ``FUNCNET_HOST_ALLOCATOR=system``,
 set before ``import funcnet``, keeps glibc's defaults. The parameters hold for threads that
 allocate for the first time after they are set: import funcnet before running JAX computations.
 :func:`policy` says what was applied.
