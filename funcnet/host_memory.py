@@ -19,9 +19,10 @@ so the resident size stays at its peak (as with PyTorch's caching allocator on G
 threads share one arena, whose large-block search took ~5% of ResNet-50's CPU time (where page
 faults took ~5% before; the step is 5-9% faster overall), and whose lock, when two threads allocate
 at once, sleeps in the kernel: funcnet's oneDNN shim therefore allocates nothing per call (creating
-its oneDNN memory objects per call had cost 5-20 us a block; ``funcnet/onednn/shim.h``). ``FUNCNET_HOST_ALLOCATOR=system``,
-set before ``import funcnet``, keeps glibc's defaults. The parameters hold for threads that
-allocate for the first time after they are set: import funcnet before running JAX computations.
+its oneDNN memory objects per call had cost 5-20 us a block; ``funcnet/onednn/shim.h``).
+``FUNCNET_HOST_ALLOCATOR=system``, set before ``import funcnet``, keeps glibc's defaults. The
+parameters hold for threads that allocate for the first time after they are set: import funcnet
+before running JAX computations.
 :func:`policy` says what was applied.
 """
 

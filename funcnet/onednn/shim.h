@@ -1,5 +1,6 @@
-// What funcnet's oneDNN handlers (conv.cc, matmul.cc) share: the engine, and running a call's
-// independent blocks of work on XLA's own intra-op thread pool.
+// What funcnet's oneDNN handlers (conv.cc, matmul.cc) share: the engine, running a primitive
+// without allocating (Execute), and running a call's independent blocks of work on XLA's own
+// intra-op thread pool.
 //
 // Why not oneDNN's own threading: this oneDNN is built with GNU OpenMP, and a process has one
 // libgomp (torch bundles one with the same soname, so both libraries share it). OpenMP teams
@@ -15,13 +16,14 @@
 #include <cstdint>
 #include <exception>
 #include <functional>
+#include <initializer_list>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
-#include <utility>
 #include <string>
 #include <thread>
+#include <utility>
 
 #include "oneapi/dnnl/dnnl.hpp"
 #include "xla/ffi/api/ffi.h"
