@@ -95,6 +95,37 @@ def test_lowering_matches_torch(case, impl):
     assert ("conv_general_dilated" in prims) == (impl == "xla"), prims
 
 
+@pytest.mark.skipif(not onednn.available(), reason="oneDNN is not installed here")
+def test_pointwise_products_run_on_onednn(monkeypatch):
+    """A 1x1 convolution on a 4x4 map keeps the pointwise lowering and does its products (forward,
+    and the data and weight gradients) on oneDNN; same values as torch; with the switch off, XLA's
+    dots."""
+    from funcnet.nn.functional import conv as conv_module
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((4, 24, 4, 4)).astype(np.float32)
+    w = rng.standard_normal((40, 24, 1, 1)).astype(np.float32)
+    assert F.conv_lowering(x.shape, w.shape, backend="cpu", impl="auto") == "pointwise"
+    fn = lambda x, w: F.conv2d(x, w)  # noqa: E731
+
+    def products(x, w):  # a new function each time: JAX caches traces per function
+        def forward_and_backward(x, w):
+            out, vjp = jax.vjp(fn, x, w)
+            return vjp(out)
+
+        return [str(e.primitive) for e in jax.make_jaxpr(forward_and_backward)(x, w).eqns]
+
+    out, (gx, gw), _ = lowered_with("auto", fn, jnp.asarray(x), jnp.asarray(w))
+    tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    tout = TF.conv2d(tx, tw)
+    tout.backward(torch.tensor(np.random.default_rng(1).standard_normal(tuple(tout.shape)).astype(np.float32)))
+    assert_close_to_scale(out, tout)
+    assert_close_to_scale(gx, tx.grad)
+    assert_close_to_scale(gw, tw.grad)
+    assert products(jnp.asarray(x), jnp.asarray(w)).count("funcnet_onednn_matmul") == 3
+    monkeypatch.setattr(conv_module, "_CPU_ONEDNN_POINTWISE_PRODUCT", False)
+    assert "funcnet_onednn_matmul" not in products(jnp.asarray(x), jnp.asarray(w))
+
+
 @pytest.mark.parametrize("impl", ["xla", "matmul"])
 def test_padding_modes_and_unbatched_through_the_module(impl):
     """nn.Conv2d's reflect/circular/replicate padding pads first, then convolves: same lowering."""

@@ -18,7 +18,8 @@ Lowerings (``conv_lowering`` says which one a shape gets; ``funcnet.backends`` f
   (stride = kernel, ``groups == 1``) build the same patches by a reshape and one transpose into
   channels-last rows (a ViT's patch embedding: 65 fusions fewer a step, whole step 0.997×).
 - ``"pointwise"`` (1×1 kernels, ``groups == 1``): one channels-last ``[N·S, C]·[C, O]`` matmul
-  between explicit transposes; its autodiff weight gradient is a plain matmul too.
+  between explicit transposes; its autodiff weight gradient is a plain matmul too. On CPU in
+  float32 with oneDNN available the products are oneDNN's (``funcnet.onednn.matmul``).
 - ``"depthwise"`` (``groups == C_in``, one input channel per group): a sum of shifted,
   per-channel-scaled copies of the input, which XLA fuses into one elementwise loop; its
   custom VJP is the same kind of loop (dX: the flipped kernel over the stride-dilated dY) and,
@@ -237,6 +238,23 @@ def _patchify_conv(x: jax.Array, weight: jax.Array, out: Sequence[int]) -> jax.A
     return jnp.transpose(y.reshape(batch, *out, weight.shape[0]), (0, n + 1, *range(1, n + 1)))
 
 
+# The pointwise product ``rows · w2dᵀ`` on oneDNN's kernels (CPU, float32, when available), at any
+# size: per layer 0.60-0.88x the time of XLA's dot (forward + backward, 1x1 convolutions of
+# MobileNetV2 / EfficientNet-B0 / DenseNet-121 on 2x2-8x8 maps); whole train steps MobileNetV2
+# 0.974-0.986x, EfficientNet-B0 0.984x, ResNet-50 1.000x, DenseNet-121 0.982-1.007x. (``linear``
+# keeps its own size threshold: its small products lost in the seed MLP's step.) False: XLA's dot,
+# for an in-process A/B (benchmarks/variant_ab.py).
+_CPU_ONEDNN_POINTWISE_PRODUCT = True
+
+
+def _pointwise_product(rows: jax.Array, w2d: jax.Array) -> jax.Array:
+    """``rows [M, C] · w2d [O, C]ᵀ`` → ``[M, O]``: oneDNN's product on CPU for float32, else XLA's dot."""
+    if (_CPU_ONEDNN_POINTWISE_PRODUCT and rows.dtype == jnp.float32 and w2d.dtype == jnp.float32
+            and jax.default_backend() == "cpu" and onednn.available()):
+        return onednn.matmul(rows, w2d, transpose_b=True)
+    return jnp.matmul(rows, w2d.T)
+
+
 def _pointwise_conv(n: int, x: jax.Array, weight: jax.Array, pads: Any, stride: Sequence[int]) -> jax.Array:
     """1×1 convolution (``groups == 1``) as one ``[N·S, C]·[C, O]`` matmul in channels-last order:
     x ``[N, C, *S]`` → ``[N, O, *out]``.
@@ -250,7 +268,7 @@ def _pointwise_conv(n: int, x: jax.Array, weight: jax.Array, pads: Any, stride: 
         x = lax.slice(x, [0] * x.ndim, x.shape, [1, 1, *stride])
     batch, channels, *out = x.shape
     rows = jnp.transpose(x, (0, *range(2, n + 2), 1)).reshape(-1, channels)  # [N·S, C]
-    y = jnp.matmul(rows, weight.reshape(weight.shape[0], channels).T)  # [N·S, O]
+    y = _pointwise_product(rows, weight.reshape(weight.shape[0], channels))  # [N·S, O]
     return jnp.transpose(y.reshape(batch, *out, weight.shape[0]), (0, n + 1, *range(1, n + 1)))
 
 
