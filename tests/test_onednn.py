@@ -186,7 +186,6 @@ def test_no_openmp_threads_started():
     script = textwrap.dedent("""
         import os
         import jax, jax.numpy as jnp
-        import funcnet.nn.functional as F
         from funcnet import onednn
         assert onednn.available(), onednn.status()
         threads = lambda: len(os.listdir("/proc/self/task"))
