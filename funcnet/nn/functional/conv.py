@@ -248,10 +248,9 @@ _CPU_ONEDNN_POINTWISE_PRODUCT = True
 
 
 def _pointwise_product(rows: jax.Array, w2d: jax.Array) -> jax.Array:
-    """``rows [M, C] · w2d [O, C]ᵀ`` → ``[M, O]``: oneDNN's product on CPU for float32, else XLA's dot."""
-    if (_CPU_ONEDNN_POINTWISE_PRODUCT and rows.dtype == jnp.float32 and w2d.dtype == jnp.float32
-            and jax.default_backend() == "cpu" and onednn.available()):
-        return onednn.matmul(rows, w2d, transpose_b=True)
+    """``rows [M, C] · w2d [O, C]ᵀ`` → ``[M, O]``: ``matmul``'s kernel choice without its size floor."""
+    if _CPU_ONEDNN_POINTWISE_PRODUCT:
+        return matmul(rows, w2d, transpose_b=True, min_macs=0)
     return jnp.matmul(rows, w2d.T)
 
 

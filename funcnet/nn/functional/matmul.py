@@ -37,21 +37,25 @@ _CPU_ONEDNN_MIN_SINGLE = 1 << 26
 
 
 def matmul_lowering(a_shape: tuple[int, ...], b_shape: tuple[int, ...], dtype: Any = jnp.float32,
-                    transpose_b: bool = False, backend: str | None = None) -> str:
-    """``"onednn"`` or ``"xla"``: the kernel :func:`matmul` uses for these operand shapes."""
+                    transpose_b: bool = False, backend: str | None = None, min_macs: int | None = None) -> str:
+    """``"onednn"`` or ``"xla"``: the kernel :func:`matmul` uses for these operand shapes.
+    ``min_macs`` replaces the size thresholds above (0: oneDNN at every size; the pointwise
+    convolutions' products)."""
     if (not _CPU_ONEDNN or (backend or jax.default_backend()) != "cpu" or jnp.dtype(dtype) != jnp.float32
             or len(a_shape) < 2 or len(b_shape) < 2 or tuple(a_shape[:-2]) != tuple(b_shape[:-2])):
         return "xla"
     batch = math.prod(a_shape[:-2])
     macs = batch * a_shape[-2] * a_shape[-1] * (b_shape[-2] if transpose_b else b_shape[-1])
-    if macs < (_CPU_ONEDNN_MIN_BATCHED if batch > 1 else _CPU_ONEDNN_MIN_SINGLE):
+    if min_macs is None:
+        min_macs = _CPU_ONEDNN_MIN_BATCHED if batch > 1 else _CPU_ONEDNN_MIN_SINGLE
+    if macs < min_macs:
         return "xla"
     return "onednn" if onednn.available() else "xla"
 
 
-def matmul(a: jax.Array, b: jax.Array, transpose_b: bool = False) -> jax.Array:
+def matmul(a: jax.Array, b: jax.Array, transpose_b: bool = False, min_macs: int | None = None) -> jax.Array:
     """``a @ b`` (``a @ swapaxes(b, -1, -2)`` with ``transpose_b``), on the kernel
     :func:`matmul_lowering` picks."""
-    if a.dtype == b.dtype and matmul_lowering(a.shape, b.shape, a.dtype, transpose_b) == "onednn":
+    if a.dtype == b.dtype and matmul_lowering(a.shape, b.shape, a.dtype, transpose_b, min_macs=min_macs) == "onednn":
         return onednn.matmul(a, b, transpose_b=transpose_b)
     return jnp.matmul(a, jnp.swapaxes(b, -1, -2) if transpose_b else b)
